@@ -1,0 +1,186 @@
+"""The sampler plugin interface.
+
+A sampler sees a :class:`SamplingContext` and a budget and returns unordered pairs of item
+indices to ask the annotator about. The public :meth:`Sampler.select` validates the budget and the
+result (the contract every plugin must honour); plugins implement only :meth:`Sampler._select`.
+Constructor arguments are keyword-only hyperparameters stored verbatim (scikit-learn's contract),
+so a sampler can be rebuilt from ``{name, params}`` and ``get_params`` comes for free.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from alreid.constraints import ConstraintStore
+from alreid.errors import AlreidError, ConfigError
+
+
+class SamplerContractError(AlreidError):
+    """A sampler returned pairs that break the contract (a plugin bug, not a user mistake)."""
+
+
+class NeighbourCache:
+    """Lazily computed neighbourhoods of one feature matrix, shared by the samplers of a cycle.
+
+    k-NN lists are computed once for the largest k asked for and sliced afterwards; other derived
+    structures (the sparse Jaccard distance, clusterings) are memoised by key through :meth:`get`.
+    """
+
+    def __init__(self, features: np.ndarray, *, index: str = "exact") -> None:
+        self.features = features
+        self.index = index
+        self._knn: tuple[np.ndarray, np.ndarray] | None = None
+        self._memo: dict[Any, Any] = {}
+
+    def knn(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sims, idx) of the k nearest neighbours of every item, self first."""
+        from alreid.clustering.knn import knn_search
+
+        n = self.features.shape[0]
+        k = min(int(k), n)
+        if self._knn is None or self._knn[1].shape[1] < k:
+            self._knn = knn_search(self.features, max(k, 32 if n > 32 else n), index=self.index)
+        sims, idx = self._knn
+        return sims[:, :k], idx[:, :k]
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """Memoised value for ``key``; ``compute`` runs only the first time."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+@dataclass
+class SamplingContext:
+    """Everything a sampler may look at in one active-learning cycle.
+
+    ``labels`` are the base clustering's pseudo-labels with every outlier as its own singleton id;
+    ``outliers`` marks the items the base clustering called noise (DBSCAN label -1).
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    outliers: np.ndarray
+    constraints: ConstraintStore
+    neighbours: NeighbourCache
+    cycle: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def n_pairs(self) -> int:
+        return self.n * (self.n - 1) // 2
+
+
+def check_pairs(pairs: np.ndarray, ctx: SamplingContext, budget: int, who: str = "sampler") -> np.ndarray:
+    """Normalise pairs to sorted int64 rows and enforce the sampler contract."""
+    arr = np.asarray(pairs, dtype=np.int64)
+    if arr.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise SamplerContractError(f"{who} returned an array of shape {arr.shape}; expected (m, 2)")
+    arr = np.sort(arr, axis=1)
+    if len(arr) > budget:
+        raise SamplerContractError(f"{who} returned {len(arr)} pairs for a budget of {budget}")
+    if arr.min() < 0 or arr.max() >= ctx.n:
+        raise SamplerContractError(f"{who} returned an index outside [0, {ctx.n})")
+    if np.any(arr[:, 0] == arr[:, 1]):
+        raise SamplerContractError(f"{who} returned a pair joining an item with itself")
+    keys = arr[:, 0] * np.int64(ctx.n) + arr[:, 1]
+    if len(np.unique(keys)) != len(keys):
+        raise SamplerContractError(f"{who} returned duplicate pairs")
+    known = ctx.constraints.is_known(arr)
+    if known.any():
+        u, v = arr[np.argmax(known)]
+        raise SamplerContractError(
+            f"{who} returned {int(known.sum())} pair(s) whose answer is already known or implied, "
+            f"e.g. ({u}, {v})")
+    return arr
+
+
+class Sampler(abc.ABC):
+    """Base class of every active-learning pair sampler.
+
+    Subclasses set ``name`` and ``description`` (one line, shown by ``alreid methods``), take their
+    hyperparameters as keyword-only constructor arguments stored under the same attribute names,
+    and implement :meth:`_select`. After :meth:`select`, ``stats_`` holds the numbers worth logging
+    for the cycle (pool sizes and the like); keys become record columns prefixed ``pool_``.
+    """
+
+    name: str = ""
+    description: str = ""
+    version: str = "1"
+    #: False for samplers that never ask anything (the unsupervised base row)
+    queries: bool = True
+
+    # sklearn-style parameter handling ------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        names = []
+        for p in sig.parameters.values():
+            if p.name == "self":
+                continue
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise TypeError(f"{cls.__name__}.__init__ must not take *args or **kwargs")
+            names.append(p.name)
+        return names
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None = None) -> "Sampler":
+        """Build from a dict, rejecting unknown names with the list of valid ones."""
+        params = dict(params or {})
+        valid = cls._param_names()
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"unknown parameter(s) {', '.join(unknown)} for method {cls.name!r}; "
+                f"valid: {', '.join(valid) if valid else '(none)'}")
+        obj = cls(**params)
+        obj.validate_params()
+        return obj
+
+    def validate_params(self) -> None:
+        """Raise :class:`ConfigError` for out-of-range hyperparameters (override where needed)."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # the contract --------------------------------------------------------------------------------
+    def select(self, ctx: SamplingContext, budget: int, rng: np.random.Generator) -> np.ndarray:
+        """At most ``budget`` distinct pairs (m, 2), i < j, none already known or implied."""
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
+            raise ConfigError(f"budget for sampler {self.name!r} must be a non-negative int; got {budget!r}")
+        self.stats_: dict[str, Any] = {}
+        if budget == 0 or ctx.n < 2:
+            return np.zeros((0, 2), dtype=np.int64)
+        pairs = self._select(ctx, int(budget), rng)
+        return check_pairs(pairs, ctx, int(budget), who=f"sampler {self.name!r}")
+
+    @abc.abstractmethod
+    def _select(self, ctx: SamplingContext, budget: int, rng: np.random.Generator) -> np.ndarray:
+        """Return an (m, 2) array of pairs; :meth:`select` validates it."""
+
+
+def drop_known(pairs: np.ndarray, constraints: ConstraintStore) -> np.ndarray:
+    """Rows of ``pairs`` (sorted, deduplicated) whose answer is not yet known or implied."""
+    arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(arr) == 0:
+        return arr
+    arr = np.sort(arr, axis=1)
+    arr = arr[arr[:, 0] != arr[:, 1]]
+    _, first = np.unique(arr, axis=0, return_index=True)
+    arr = arr[np.sort(first)]
+    return arr[~constraints.is_known(arr)]
