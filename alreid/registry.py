@@ -130,7 +130,13 @@ SAMPLERS: Registry[Any] = Registry(
     },
 )
 
-TRAINERS: Registry[Any] = Registry("trainer", "alreid.trainers", {})
+TRAINERS: Registry[Any] = Registry(
+    "trainer",
+    "alreid.trainers",
+    {
+        "head": "alreid.methods.head_trainer:HeadTrainer",
+    },
+)
 
 DATASETS: Registry[Any] = Registry(
     "dataset",

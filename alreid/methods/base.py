@@ -10,7 +10,6 @@ so a sampler can be rebuilt from ``{name, params}`` and ``get_params`` comes for
 from __future__ import annotations
 
 import abc
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from alreid.constraints import ConstraintStore
 from alreid.errors import AlreidError, ConfigError
+from alreid.plugin import Configurable
 
 
 class SamplerContractError(AlreidError):
@@ -106,7 +106,7 @@ def check_pairs(pairs: np.ndarray, ctx: SamplingContext, budget: int, who: str =
     return arr
 
 
-class Sampler(abc.ABC):
+class Sampler(Configurable, abc.ABC):
     """Base class of every active-learning pair sampler.
 
     Subclasses set ``name`` and ``description`` (one line, shown by ``alreid methods``), take their
@@ -116,47 +116,11 @@ class Sampler(abc.ABC):
     """
 
     name: str = ""
+    kind: str = "method"
     description: str = ""
     version: str = "1"
     #: False for samplers that never ask anything (the unsupervised base row)
     queries: bool = True
-
-    # sklearn-style parameter handling ------------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        names = []
-        for p in sig.parameters.values():
-            if p.name == "self":
-                continue
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                raise TypeError(f"{cls.__name__}.__init__ must not take *args or **kwargs")
-            names.append(p.name)
-        return names
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any] | None = None) -> "Sampler":
-        """Build from a dict, rejecting unknown names with the list of valid ones."""
-        params = dict(params or {})
-        valid = cls._param_names()
-        unknown = sorted(set(params) - set(valid))
-        if unknown:
-            raise ConfigError(
-                f"unknown parameter(s) {', '.join(unknown)} for method {cls.name!r}; "
-                f"valid: {', '.join(valid) if valid else '(none)'}")
-        obj = cls(**params)
-        obj.validate_params()
-        return obj
-
-    def validate_params(self) -> None:
-        """Raise :class:`ConfigError` for out-of-range hyperparameters (override where needed)."""
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # the contract --------------------------------------------------------------------------------
     def select(self, ctx: SamplingContext, budget: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,107 @@
+"""``alreid run``: one active-learning trial in memory, printing a row per cycle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def add_trial_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by every command that builds a TrialConfig."""
+    p.add_argument("--dataset", default="synthetic", help="NAME[:ARG], e.g. synthetic or embeddings:PATH (see 'alreid methods --all')")
+    p.add_argument("--method", default="random", help="sampler name (see 'alreid methods')")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="sampler hyperparameter, repeatable (e.g. --param epsilon=0.6)")
+    p.add_argument("--trainer", default="head", help="trainer name (default: head on frozen features)")
+    p.add_argument("--trainer-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="trainer hyperparameter, repeatable (e.g. --trainer-param iters=100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cycles", type=int, default=5, help="active-learning cycles after cycle 0 (default 5)")
+    p.add_argument("--budget-fraction", type=float, default=2e-4,
+                   help="pairs per cycle as a fraction of all pairs (default 2e-4 = 0.02%%)")
+    p.add_argument("--budget-pairs", type=int, default=None, help="fixed number of pairs per cycle (overrides the fraction)")
+    p.add_argument("--oracle-error", type=float, default=0.0, help="probability that the simulated annotator answers wrongly")
+    p.add_argument("--refine", choices=["np3", "ml_merge", "none"], default="np3")
+    p.add_argument("--clustering", choices=["jaccard", "cosine"], default="jaccard", help="base clustering (default: DBSCAN on k-reciprocal Jaccard)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split and gallery (fixed per dataset)")
+    p.add_argument("--camera-column", default=None, help="metadata column used as camera id for same-camera filtering (e.g. encounter)")
+
+
+def parse_kv_list(items: list[str], flag: str) -> dict[str, Any]:
+    from alreid.errors import ConfigError
+    from alreid.harness.settings import parse_param_value
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = parse_param_value(value.strip())
+    return out
+
+
+def trial_config_from_args(args: argparse.Namespace):
+    from alreid.harness.settings import make_trial_config
+
+    return make_trial_config({
+        "dataset": args.dataset, "method": args.method, "params": parse_kv_list(args.param, "--param"),
+        "trainer": args.trainer, "trainer_params": parse_kv_list(args.trainer_param, "--trainer-param"),
+        "seed": args.seed, "cycles": args.cycles, "budget_fraction": args.budget_fraction,
+        "budget_pairs": args.budget_pairs, "oracle_error_rate": args.oracle_error, "refine": args.refine,
+        "clustering": {"method": args.clustering},
+        "protocol": {"split_seed": args.split_seed, "camera_column": args.camera_column},
+    })
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run one active-learning trial in memory and print per-cycle metrics")
+    add_trial_arguments(p)
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the per-cycle records as JSON")
+    p.set_defaults(func=main)
+
+
+COLUMNS = [("cycle", "cycle", "{:d}"), ("pairs", "pairs_asked", "{:d}"), ("used", "pairs_cum", "{:d}"),
+           ("used%", "budget_used_pct", "{:.4f}"), ("mAP", "mAP", "{:.2f}"), ("mINP", "mINP", "{:.2f}"),
+           ("top1", "top1", "{:.2f}"), ("top3", "top3", "{:.2f}"), ("top5", "top5", "{:.2f}"),
+           ("top10", "top10", "{:.2f}"), ("BAKS", "BAKS", "{:.2f}"), ("AUC", "AUC", "{:.2f}"), ("sec", "seconds", "{:.1f}")]
+PERCENT = {"mAP", "mINP", "top1", "top3", "top5", "top10", "BAKS", "AUC"}
+
+
+def format_row(rec: dict[str, Any]) -> list[str]:
+    cells = []
+    for _, key, fmt in COLUMNS:
+        v = rec.get(key, float("nan"))
+        if isinstance(v, float) and math.isnan(v):
+            cells.append("nan")
+            continue
+        cells.append(fmt.format(100 * v if key in PERCENT else v))
+    return cells
+
+
+def main(args: argparse.Namespace) -> int:
+    from alreid.harness.trial import Trial
+
+    cfg = trial_config_from_args(args)
+    trial = Trial(cfg)
+    print(f"dataset {trial.dataset.name}: {trial.n} training images, {len(trial.protocol.query_idx)} queries, "
+          f"{len(trial.protocol.gallery_idx)} gallery exemplars; method {cfg.method}, trainer {cfg.trainer}, "
+          f"seed {cfg.seed}; budget {trial.budget} pairs per cycle ({100 * trial.budget / trial.pairs_total:.4f}% "
+          f"of {trial.pairs_total} pairs); metrics in %")
+    widths = [max(len(h), 7) for h, _, _ in COLUMNS]
+    print("  ".join(h.rjust(w) for (h, _, _), w in zip(COLUMNS, widths)), flush=True)
+
+    def show(rec: dict[str, Any], _trial: Any) -> None:
+        print("  ".join(c.rjust(w) for c, w in zip(format_row(rec), widths)), flush=True)
+        pool = {k[5:]: v for k, v in rec.items() if k.startswith("pool_")}
+        if pool:
+            print("        pool: " + ", ".join(f"{k}={v}" for k, v in pool.items()), flush=True)
+
+    records = trial.run(on_cycle=show)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(json.loads(records.to_json(orient="records")), indent=1))
+        print(f"records written to {args.json}")
+    return 0

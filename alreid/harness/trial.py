@@ -1,0 +1,241 @@
+"""One active-learning trial, in memory: the cycle loop every benchmark trial runs.
+
+Cycle 0 evaluates the starting embeddings (no annotation, no training). Each later cycle clusters
+the current embeddings of the training pool, lets the sampler pick pairs within the cycle budget,
+asks the oracle, refines the pseudo-labels with all constraints so far, trains, and evaluates.
+Every random stream is derived from (seed, cycle, component), so a trial resumed from the state
+saved after cycle c continues exactly as the uninterrupted trial would have.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from alreid.constraints import ConstraintStore
+from alreid.datasets.base import UNKNOWN_IDENTITY, ReidDataset, load_dataset
+from alreid.errors import AlreidError
+from alreid.harness.settings import TrialConfig
+from alreid.methods.base import NeighbourCache, SamplingContext
+from alreid.methods.trainer_base import CycleInput
+from alreid.oracle import SimulatedOracle
+
+METRICS = ("mAP", "mINP", "top1", "top3", "top5", "top10", "BAKS", "AUC")
+_STREAMS = {"sampler": 1, "trainer": 2}
+
+
+def stream(seed: int, cycle: int, component: str) -> np.random.Generator:
+    """An independent generator for one component of one cycle."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(cycle), _STREAMS[component]]))
+
+
+def stream_seed(seed: int, cycle: int, component: str) -> int:
+    return int(stream(seed, cycle, component).integers(0, 2**31 - 1))
+
+
+@dataclass
+class TrialState:
+    """What a checkpoint holds: the last finished cycle, the annotations, the model and the records."""
+
+    cycle: int
+    constraints: ConstraintStore
+    trainer_state: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, folder: str | Path) -> None:
+        import torch
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.constraints.to_parquet(folder / "constraints.parquet")
+        torch.save(self.trainer_state, folder / "trainer.pt")
+        pd.DataFrame(self.records).to_parquet(folder / "records.parquet", index=False)
+        (folder / "state.json").write_text(json.dumps({"cycle": self.cycle, "n": self.constraints.n}))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "TrialState":
+        import torch
+
+        folder = Path(folder)
+        meta = json.loads((folder / "state.json").read_text())
+        constraints = ConstraintStore.from_parquet(folder / "constraints.parquet", n=meta["n"])
+        trainer_state = torch.load(folder / "trainer.pt", weights_only=False)
+        records = pd.read_parquet(folder / "records.parquet").to_dict("records")
+        return cls(cycle=int(meta["cycle"]), constraints=constraints, trainer_state=trainer_state, records=records)
+
+
+def oracle_identities(identities: np.ndarray) -> np.ndarray:
+    """Identities as the simulated annotator sees them: every 'unknown' image is its own individual."""
+    ids = np.asarray(identities).astype(object).copy()
+    unknown = np.flatnonzero(ids == UNKNOWN_IDENTITY)
+    ids[unknown] = [f"__unknown_{i}" for i in unknown]
+    return ids
+
+
+def refine_labels(labels: np.ndarray, constraints: ConstraintStore, features: np.ndarray, mode: str) -> np.ndarray:
+    """Make pseudo-labels honour the constraints: NP3 (default), must-link merge only, or nothing."""
+    if mode == "none" or len(constraints) == 0:
+        return labels
+    if mode == "ml_merge":
+        roots = constraints.roots()
+        # relabel each cluster by the smallest must-link root touching it, transitively
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        k = int(labels.max()) + 1
+        n = len(labels)
+        g = coo_matrix((np.ones(n), (labels, k + roots)), shape=(k + n, k + n))
+        _, comp = connected_components(g, directed=False)
+        _, out = np.unique(comp[labels], return_inverse=True)
+        return out
+    from alreid.clustering.np3 import np3
+
+    return np3(labels, constraints.ml_pairs(), constraints.cl_pairs(), features)
+
+
+class Trial:
+    """Holds the objects of one trial; :meth:`run` executes the remaining cycles."""
+
+    def __init__(self, cfg: TrialConfig, dataset: ReidDataset | None = None) -> None:
+        from alreid.registry import SAMPLERS, TRAINERS
+
+        self.cfg = cfg
+        self.sampler = SAMPLERS.get(cfg.method).from_params(cfg.params)
+        self.trainer = TRAINERS.get(cfg.trainer).from_params(cfg.trainer_params)
+
+        from alreid.datasets.splits import resolve_split
+        from alreid.evaluation.protocol import build_protocol
+
+        self.dataset = dataset if dataset is not None else load_dataset(cfg.dataset, seed=cfg.protocol.split_seed)
+        self.trainer.setup(self.dataset, seed=stream_seed(cfg.seed, 0, "trainer"))
+        self.identities = self.dataset.identities
+        start = self.trainer.embed()
+        is_train = resolve_split(self.dataset.metadata, seed=cfg.protocol.split_seed)
+        p = cfg.protocol
+        self.protocol = build_protocol(self.identities, is_train, start, holdout_fraction=p.holdout_fraction,
+                                       exemplars=p.exemplars, exemplar_rule=p.exemplar_rule, seed=p.split_seed)
+        self.cameras = None
+        if p.camera_column is not None:
+            self.cameras = self.dataset.column(p.camera_column)
+            if self.cameras is None:
+                raise AlreidError(f"camera column {p.camera_column!r} is not in the metadata of {self.dataset.name!r}")
+        self.train_idx = np.asarray(self.protocol.train_idx)
+        self.n = len(self.train_idx)
+        if self.n < 2:
+            raise AlreidError(f"dataset {self.dataset.name!r} has fewer than 2 training images")
+        self.pairs_total = self.n * (self.n - 1) // 2
+        self.budget = cfg.cycle_budget(self.n)
+        self.pool_identities = oracle_identities(self.identities[self.train_idx])
+        self.oracle = SimulatedOracle(self.pool_identities, error_rate=cfg.oracle_error_rate, seed=cfg.seed)
+        self.constraints = ConstraintStore(self.n)
+        self.records: list[dict[str, Any]] = []
+        self.next_cycle = 0
+
+    # state ------------------------------------------------------------------------------------------
+    def state(self) -> TrialState:
+        return TrialState(cycle=self.next_cycle - 1, constraints=self.constraints,
+                          trainer_state=self.trainer.state_dict(), records=list(self.records))
+
+    def restore(self, state: TrialState) -> None:
+        if state.constraints.n != self.n:
+            raise AlreidError(f"checkpoint holds constraints over {state.constraints.n} images, this trial has {self.n}")
+        self.constraints = state.constraints
+        self.oracle.mark_asked(self.constraints.answers[["u", "v"]].to_numpy())
+        self.trainer.load_state_dict(state.trainer_state)
+        self.records = list(state.records)
+        self.next_cycle = state.cycle + 1
+
+    # the loop ---------------------------------------------------------------------------------------
+    def _cluster(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, NeighbourCache]:
+        from alreid.clustering.views import base_clustering
+
+        c = self.cfg.clustering
+        cache = NeighbourCache(z, index=c.knn_index)
+        knn = cache.knn(max(c.k1, 32)) if c.method == "jaccard" else None
+        labels, outliers, dist = base_clustering(z, method=c.method, k1=c.k1, k2=c.k2, eps=c.eps,
+                                                 min_samples=c.min_samples, knn=knn)
+        if dist is not None:
+            cache.get(("jaccard", c.k1, c.k2), lambda: dist)
+        return labels, outliers, cache
+
+    def run_cycle(self, cycle: int) -> dict[str, Any]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        rec: dict[str, Any] = {"dataset": self.dataset.name, "method": cfg.method, "trainer": cfg.trainer,
+                               "seed": cfg.seed, "cycle": cycle, "n_train": self.n, "pairs_total": self.pairs_total,
+                               "budget_pairs": 0 if cycle == 0 else self.budget, "pairs_asked": 0}
+        if cycle > 0:
+            emb = self.trainer.embed()
+            z = emb[self.train_idx]
+            t_c = time.perf_counter()
+            labels, outliers, cache = self._cluster(z)
+            rec["seconds_clustering"] = time.perf_counter() - t_c
+            rec["n_clusters"] = int(len(np.unique(labels[~outliers]))) if (~outliers).any() else 0
+            rec["n_outliers"] = int(outliers.sum())
+            ctx = SamplingContext(features=z, labels=labels, outliers=outliers, constraints=self.constraints,
+                                  neighbours=cache, cycle=cycle,
+                                  extras={"clustering": cfg.clustering.model_dump()})
+            t_s = time.perf_counter()
+            pairs = self.sampler.select(ctx, self.budget if self.sampler.queries else 0,
+                                        stream(cfg.seed, cycle, "sampler"))
+            rec["seconds_sampling"] = time.perf_counter() - t_s
+            for key, value in getattr(self.sampler, "stats_", {}).items():
+                rec[f"pool_{key}"] = value
+            if len(pairs):
+                answers = self.oracle.query(pairs)
+                self.constraints.add_many(pairs, answers, cycle=cycle)
+                rec["pairs_asked"] = int(len(pairs))
+                rec["pairs_ml"] = int(answers.sum())
+            refined = refine_labels(labels, self.constraints, z, cfg.refine)
+            t_t = time.perf_counter()
+            stats = self.trainer.fit_cycle(CycleInput(
+                cycle=cycle, seed=stream_seed(cfg.seed, cycle, "trainer"), train_idx=self.train_idx,
+                pseudo_labels=refined, constraints=self.constraints,
+                refine=lambda lab, feats: refine_labels(lab, self.constraints, feats, cfg.refine),
+                identities=self.pool_identities))
+            rec["seconds_training"] = time.perf_counter() - t_t
+            rec.update({k: v for k, v in stats.items() if np.isscalar(v)})
+        t_e = time.perf_counter()
+        emb = self.trainer.embed()
+        from alreid.evaluation.protocol import evaluate_protocol
+
+        metrics = evaluate_protocol(self.protocol, emb, self.identities, self.cameras,
+                                    baus_threshold=cfg.protocol.baus_threshold)
+        rec["seconds_eval"] = time.perf_counter() - t_e
+        rec.update({k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in metrics.items()})
+        prev = self.records[-1]["pairs_cum"] if self.records else 0
+        rec["pairs_cum"] = int(prev + rec["pairs_asked"])
+        rec["budget_used_pct"] = 100.0 * rec["pairs_cum"] / self.pairs_total
+        rec["seconds"] = time.perf_counter() - t0
+        return rec
+
+    def run(self, *, on_cycle: Callable[[dict[str, Any], "Trial"], None] | None = None) -> pd.DataFrame:
+        for cycle in range(self.next_cycle, self.cfg.cycles + 1):
+            rec = self.run_cycle(cycle)
+            self.records.append(rec)
+            self.next_cycle = cycle + 1
+            if on_cycle is not None:
+                on_cycle(rec, self)
+        return pd.DataFrame(self.records)
+
+    def pairs_frame(self) -> pd.DataFrame:
+        """Every answered pair with dataset image ids, for the queried-pairs artifact."""
+        a = self.constraints.answers
+        image_id = self.dataset.metadata["image_id"].to_numpy()
+        return pd.DataFrame({"cycle": a.cycle, "image_id_u": image_id[self.train_idx[a.u]],
+                             "image_id_v": image_id[self.train_idx[a.v]], "same": a.same})
+
+
+def run_trial(cfg: TrialConfig, *, dataset: ReidDataset | None = None, resume: TrialState | None = None,
+              on_cycle: Callable[[dict[str, Any], Trial], None] | None = None) -> pd.DataFrame:
+    """Run (or finish) one trial and return its per-cycle records."""
+    trial = Trial(cfg, dataset)
+    if resume is not None:
+        trial.restore(resume)
+    return trial.run(on_cycle=on_cycle)

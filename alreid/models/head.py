@@ -1,0 +1,98 @@
+"""A small projection head trained on frozen features: the embedding-level learner.
+
+The head is residual with a zero-initialised output layer, so before any training it is the identity
+map: cycle-0 embeddings are exactly the frozen features, and training moves away from them only as
+far as the pseudo-labels justify.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from alreid.models.hybrid_memory import HybridMemory
+
+
+class ResidualHead(nn.Module):
+    """x -> normalise(x + W2 relu(W1 x)); W2 starts at zero."""
+
+    def __init__(self, dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x + self.fc2(F.relu(self.fc1(x))), dim=1)
+
+
+@dataclass
+class HeadSettings:
+    hidden: int = 256
+    iters: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    temperature: float = 0.05
+    momentum: float = 0.2
+
+
+class HeadLearner:
+    """Frozen features + trainable residual head; one instance per trial."""
+
+    def __init__(self, features: np.ndarray, settings: HeadSettings, *, seed: int) -> None:
+        self.settings = settings
+        self.inputs = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        gen = torch.Generator().manual_seed(int(seed))
+        with torch.random.fork_rng():
+            torch.manual_seed(int(gen.initial_seed()))
+            self.head = ResidualHead(self.inputs.shape[1], settings.hidden)
+
+    @torch.no_grad()
+    def embed(self) -> np.ndarray:
+        """Current L2-normalised embeddings of every row (eval mode)."""
+        self.head.eval()
+        out = [self.head(self.inputs[i:i + 65536]) for i in range(0, len(self.inputs), 65536)]
+        return torch.cat(out).numpy()
+
+    def fit_cycle(self, train_idx: np.ndarray, pseudo_labels: np.ndarray, *, seed: int) -> dict[str, Any]:
+        """Train the head on the pseudo-labels of the training pool with the hybrid-memory loss."""
+        s = self.settings
+        if len(np.unique(pseudo_labels)) < 2 or s.iters == 0:
+            return {"train_loss": float("nan"), "train_images_per_s": 0.0}
+        import time
+
+        gen = torch.Generator().manual_seed(int(seed))
+        x = self.inputs[torch.as_tensor(train_idx)]
+        with torch.no_grad():
+            self.head.eval()
+            memory = HybridMemory(self.head(x), pseudo_labels, temperature=s.temperature, momentum=s.momentum)
+        opt = torch.optim.Adam(self.head.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        self.head.train()
+        n = len(train_idx)
+        bs = min(s.batch_size, n)
+        losses = []
+        t0 = time.perf_counter()
+        for _ in range(s.iters):
+            idx = torch.randperm(n, generator=gen)[:bs]
+            f = self.head(x[idx])
+            loss = memory.loss(f, idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            memory.update(f, idx)
+            losses.append(float(loss))
+        dt = time.perf_counter() - t0
+        return {"train_loss": float(np.mean(losses[-20:])), "train_images_per_s": s.iters * bs / max(dt, 1e-9)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"head": self.head.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.head.load_state_dict(state["head"])
