@@ -127,6 +127,11 @@ SAMPLERS: Registry[Any] = Registry(
     "alreid.samplers",
     {
         "random": "alreid.methods.random_pairs:RandomSampler",
+        "none": "alreid.methods.no_sampling:NoSampler",
+        "aas": "alreid.methods.aas:AASSampler",
+        "gbas": "alreid.methods.gbas:GBASSampler",
+        "lbas": "alreid.methods.lbas:LBASSampler",
+        "nis": "alreid.methods.nis:NISSampler",
     },
 )
 
@@ -135,6 +140,10 @@ TRAINERS: Registry[Any] = Registry(
     "alreid.trainers",
     {
         "head": "alreid.methods.head_trainer:HeadTrainer",
+        "spcl": "alreid.methods.spcl:SpCLTrainer",
+        "clustercontrast": "alreid.methods.clustercontrast:ClusterContrastTrainer",
+        "baseline": "alreid.methods.reference_trainers:BaselineTrainer",
+        "skyline": "alreid.methods.reference_trainers:SkylineTrainer",
     },
 )
 
@@ -144,7 +153,20 @@ DATASETS: Registry[Any] = Registry(
     {
         "synthetic": "alreid.datasets.synthetic:SyntheticAdapter",
         "embeddings": "alreid.datasets.embeddings:EmbeddingsAdapter",
+        "metadata": "alreid.datasets.metadata:MetadataAdapter",
+        "folders": "alreid.datasets.folders:FoldersAdapter",
+        "market1501": "alreid.datasets.market1501:Market1501Adapter",
+        "personx": "alreid.datasets.market1501:PersonXAdapter",
+        "wildlife": "alreid.datasets.wildlife:WildlifeAdapter",
     },
 )
 
-BACKBONES: Registry[Any] = Registry("backbone", "alreid.backbones", {})
+BACKBONES: Registry[Any] = Registry(
+    "backbone",
+    "alreid.backbones",
+    {
+        "efficientnet_lite0": "alreid.models.backbones:EfficientNetLite0",
+        "resnet50": "alreid.models.backbones:ResNet50",
+        "tiny": "alreid.models.backbones:TinyCNN",
+    },
+)
