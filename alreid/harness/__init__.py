@@ -1,0 +1,1 @@
+"""Experiment harness: trial loop, Ray Tune runner, MLflow logging, tables, statistics, plots."""
