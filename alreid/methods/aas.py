@@ -1,0 +1,226 @@
+"""AAS: Ambiguity-Aware Sampling (Sani, Khurana, Anand, AAAI 2026; spec §1.3-1.9).
+
+Two complementary clusterings of the same embeddings - A = DBSCAN on the k-reciprocal Jaccard
+distance (the trial's base clustering) and B = FINCH - disagree where the embedding is ambiguous.
+AAS asks about (i) pairs of region medoids that might be one identity split across regions
+(over-segmentation, U_os) and (ii) the closest pair across two clusters of one view that the other
+view joins (under-segmentation, U_us), and draws from U = U_os ∪ U_us with Eq. 6.
+The pure pool computations live in :mod:`alreid.methods.aas_pools`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from alreid.errors import ConfigError
+from alreid.methods import aas_pools as pools
+from alreid.methods.base import Sampler, SamplingContext
+from alreid.plugin import check_range
+
+_PI_MODES = ("uniform", "proportional")
+_RHO_MODES = ("disagreement", "count", "size")
+_OMEGA_MODES = ("uniform", "sim")
+_METRICS = ("jaccard", "cosine")
+_FINCH_INPUTS = ("cosine", "jaccard_rank")
+_CONSTRAINT_MODES = ("np3", "none")
+_DRAWS = ("without_replacement", "with_replacement_dedup")
+
+
+class AASSampler(Sampler):
+    """Pairs from the regions where DBSCAN and FINCH disagree (spec §1; defaults = paper / spec)."""
+
+    name = "aas"
+    description = "Ambiguity-Aware Sampling: medoid and closest cross-cluster pairs where DBSCAN and FINCH disagree"
+
+    def __init__(self, *, epsilon: float = 0.6, k_max: int = 5, s_min: float = 0.3, sim: str = "jaccard",
+                 dist: str = "jaccard", finch_level: int | str = 0, finch_input: str = "cosine",
+                 pi_mode: str | list[float] = "uniform", rho_mode: str = "disagreement",
+                 omega_mode: str = "uniform", apply_constraints: str = "np3", dense_cap: int = 2048,
+                 draw: str = "without_replacement") -> None:
+        self.epsilon = epsilon
+        self.k_max = k_max
+        self.s_min = s_min
+        self.sim = sim
+        self.dist = dist
+        self.finch_level = finch_level
+        self.finch_input = finch_input
+        self.pi_mode = pi_mode
+        self.rho_mode = rho_mode
+        self.omega_mode = omega_mode
+        self.apply_constraints = apply_constraints
+        self.dense_cap = dense_cap
+        self.draw = draw
+
+    # configuration ---------------------------------------------------------------------------------
+    def validate_params(self) -> None:
+        owner = f"method {self.name!r}"
+        check_range(owner, "epsilon", self.epsilon, 0.0, 1.0)
+        check_range(owner, "k_max", self.k_max, 1, integer=True)
+        check_range(owner, "s_min", self.s_min, 0.0, 1.0)
+        check_range(owner, "dense_cap", self.dense_cap, 2, integer=True)
+        for key, allowed in (("sim", _METRICS), ("dist", _METRICS), ("finch_input", _FINCH_INPUTS),
+                             ("rho_mode", _RHO_MODES), ("omega_mode", _OMEGA_MODES),
+                             ("apply_constraints", _CONSTRAINT_MODES), ("draw", _DRAWS)):
+            value = getattr(self, key)
+            if not isinstance(value, str) or value not in allowed:
+                raise ConfigError(f"{owner} parameter {key} must be one of {', '.join(allowed)}; got {value!r}")
+        level = self.finch_level
+        if not (level == "match_dbscan" or (isinstance(level, (int, np.integer)) and not isinstance(level, bool)
+                                             and level >= 0)):
+            raise ConfigError(f"{owner} parameter finch_level must be a non-negative int or 'match_dbscan'; "
+                              f"got {level!r}")
+        pi = self.pi_mode
+        if isinstance(pi, str):
+            if pi not in _PI_MODES:
+                raise ConfigError(f"{owner} parameter pi_mode must be one of {', '.join(_PI_MODES)} or a list of "
+                                  f"3 non-negative weights (inlier-inlier, inlier-outlier, outlier-outlier); got {pi!r}")
+        else:
+            ok = isinstance(pi, (list, tuple)) and len(pi) == 3 and all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and np.isfinite(w) and w >= 0 for w in pi)
+            if not ok or sum(pi) <= 0:
+                raise ConfigError(f"{owner} parameter pi_mode as weights must be 3 non-negative numbers with a "
+                                  f"positive sum (inlier-inlier, inlier-outlier, outlier-outlier); got {pi!r}")
+
+    # the views ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _k1k2(ctx: SamplingContext) -> tuple[int, int]:
+        c = ctx.extras.get("clustering") or {}
+        return int(c.get("k1", 30) or 30), int(c.get("k2", 6) or 6)
+
+    def _jaccard(self, ctx: SamplingContext) -> sp.csr_matrix:
+        """The cycle's sparse d_J (memoised under the key the trial uses)."""
+        k1, k2 = self._k1k2(ctx)
+
+        def compute() -> sp.csr_matrix:
+            from alreid.clustering.jaccard import jaccard_distance
+
+            index = (ctx.extras.get("clustering") or {}).get("knn_index", "exact")
+            return jaccard_distance(ctx.features, k1, k2, knn=ctx.neighbours.knn(max(k1, 32)), index=index)
+
+        return pools.as_csr(ctx.neighbours.get(("jaccard", k1, k2), compute))
+
+    def _jaccard_first_neighbour(self, ctx: SamplingContext, d: sp.csr_matrix) -> np.ndarray:
+        """FINCH's initial_rank under d_J: nearest other item, ties by cosine; cosine 1-NN where d_J has none."""
+        x, n = ctx.features, ctx.n
+        r, c, val = pools.csr_rows(d, np.arange(n))
+        off = r != c
+        r, c, val = r[off], c[off], val[off]
+        first = np.zeros(n, dtype=np.int64)
+        has = np.zeros(n, dtype=bool)
+        if len(r):
+            rowmin = np.full(n, np.inf)
+            np.minimum.at(rowmin, r, val)
+            tie = val == rowmin[r]
+            r, c = r[tie], c[tie]
+            cos = pools.rowdot(x, r, c)
+            order = np.lexsort((c, -cos, r))
+            pick = order[pools.first_per_group(r[order])]
+            first[r[pick]] = c[pick]
+            has[r[pick]] = True
+        if not has.all():
+            _, idx = ctx.neighbours.knn(min(n, 3))
+            rows = np.flatnonzero(~has)
+            cand = idx[rows]
+            not_self = cand != rows[:, None]
+            first[rows] = cand[np.arange(len(rows)), np.argmax(not_self, axis=1)]
+        return first
+
+    def _view_b(self, ctx: SamplingContext, d: sp.csr_matrix | None) -> np.ndarray:
+        from alreid.clustering.views import finch_labels
+
+        k1, k2 = self._k1k2(ctx)
+        level = self.finch_level
+        n_target = None
+        if level == "match_dbscan":
+            inl = ctx.labels[~ctx.outliers]
+            n_target = max(1, int(len(np.unique(inl))))
+        key = ("aas_finch", str(level), n_target, self.finch_input, k1, k2)
+
+        def compute() -> np.ndarray:
+            init = self._jaccard_first_neighbour(ctx, d) if self.finch_input == "jaccard_rank" else None
+            return np.asarray(finch_labels(ctx.features, level=level if level == "match_dbscan" else int(level),
+                                           n_target=n_target, initial_rank=init, distance="cosine"))
+
+        return ctx.neighbours.get(key, compute)
+
+    # the draw ----------------------------------------------------------------------------------------
+    def _select(self, ctx: SamplingContext, budget: int, rng: np.random.Generator) -> np.ndarray:
+        x = np.ascontiguousarray(ctx.features, dtype=np.float32)
+        n = ctx.n
+        need_d = "jaccard" in (self.sim, self.dist) or self.finch_input == "jaccard_rank"
+        d = self._jaccard(ctx) if need_d else None
+        a = np.asarray(ctx.labels).copy()
+        outliers = np.asarray(ctx.outliers, dtype=bool).copy()
+        b = self._view_b(ctx, d).copy()
+
+        # §1.4: known answers applied to both views; ML-linked outliers count as inliers
+        store = ctx.constraints
+        if self.apply_constraints == "np3" and len(store) > 0:
+            from alreid.clustering.np3 import np3
+
+            ml, cl = store.ml_pairs(), store.cl_pairs()
+            a = np.asarray(np3(a, ml, cl, x))
+            b = np.asarray(np3(b, ml, cl, x))
+            outliers &= ~store.in_must_link()
+
+        # §1.5 regions
+        reg = pools.find_regions(a, b)
+        stats: dict[str, Any] = {"regions": int(reg.count), "region_images": int(reg.size.sum()),
+                                 "views_agree": bool(reg.count == 0), "u_os": 0, "u_us": 0, "pool": 0,
+                                 "drawn": 0, "pairs_ii": 0, "pairs_io": 0, "pairs_oo": 0,
+                                 "approx_regions": 0, "epsilon_eff": float(self.epsilon)}
+        self.stats_ = stats
+        if reg.count == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+
+        table_dist = pools.internal_table(d, reg.region) if (self.dist == "jaccard" and d is not None) else None
+
+        # §1.6 U_os
+        medoids = pools.region_medoids(x, reg, table_dist)
+        os_pairs, os_sim = pools.medoid_pairs(x, medoids, d if self.sim == "jaccard" else None,
+                                              k_max=int(self.k_max), s_min=float(self.s_min))
+        # §1.7 U_us
+        knn_idx = None
+        if (reg.size > self.dense_cap).any():
+            k1, _ = self._k1k2(ctx)
+            knn_idx = ctx.neighbours.knn(max(k1, 32))[1]
+        us_pairs, us_reg, approx = pools.under_segmentation_pairs(x, reg, table_dist, dense_cap=int(self.dense_cap),
+                                                                  knn_idx=knn_idx)
+        stats["approx_regions"] = int(approx)
+
+        # drop pairs whose answer is known or implied (spec §1.4 (i)-(iii)); pools are already unique
+        keep = ~store.is_known(os_pairs) if len(os_pairs) else np.zeros(0, bool)
+        os_pairs, os_sim = os_pairs[keep], os_sim[keep]
+        keep = ~store.is_known(us_pairs) if len(us_pairs) else np.zeros(0, bool)
+        us_pairs, us_reg = us_pairs[keep], us_reg[keep]
+        types = outliers[us_pairs[:, 0]].astype(np.int64) + outliers[us_pairs[:, 1]].astype(np.int64)
+        counts = np.bincount(types, minlength=3)
+        stats.update(u_os=int(len(os_pairs)), u_us=int(len(us_pairs)), pairs_ii=int(counts[0]),
+                     pairs_io=int(counts[1]), pairs_oo=int(counts[2]))
+
+        # §1.8 P(Y)
+        if self.omega_mode == "sim" and len(us_pairs):
+            if self.sim == "jaccard":
+                us_sim = 1.0 - pools.internal_table(d, reg.region).lookup(us_pairs[:, 0], us_pairs[:, 1]) \
+                    if table_dist is None else 1.0 - table_dist.lookup(us_pairs[:, 0], us_pairs[:, 1])
+            else:
+                us_sim = pools.rowdot(x, us_pairs[:, 0], us_pairs[:, 1])
+        else:
+            us_sim = np.ones(len(us_pairs))
+        pi = self.pi_mode if isinstance(self.pi_mode, str) else [float(w) for w in self.pi_mode]
+        p_us = pools.us_conditional(types, us_reg, reg, us_sim, pi_mode=pi, rho_mode=self.rho_mode,
+                                    omega_mode=self.omega_mode)
+        p_os = np.clip(os_sim, 0.0, None)
+        pairs, prob, eps_eff = pools.mixture(os_pairs, p_os, us_pairs, p_us, float(self.epsilon), n)
+        stats["pool"] = int(len(pairs))
+        stats["epsilon_eff"] = float(eps_eff)
+        if len(pairs) == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+
+        # §1.9 draw
+        idx = pools.draw(prob, budget, rng, self.draw)
+        stats["drawn"] = int(len(idx))
+        return pairs[idx]
