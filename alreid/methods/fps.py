@@ -48,25 +48,23 @@ def farthest_point_order(features: np.ndarray, *, subset: np.ndarray | None = No
     if len(members) == 0:
         return
     if start == "central":
-        current = int(members[np.argmax(x[members] @ x[members].mean(axis=0))])
+        pos = int(np.argmax(x[members] @ x[members].mean(axis=0)))
     elif start == "random":
         if rng is None:
             raise ValueError("fps start 'random' needs a random generator")
-        current = int(members[rng.integers(len(members))])
+        pos = int(rng.integers(len(members)))
     else:
         raise ValueError(f"unknown fps start {start!r}; use one of {FPS_STARTS}")
-    position = {int(m): i for i, m in enumerate(members)}
     min_dist = np.full(len(members), np.inf)
     for _ in range(len(members)):
+        current = int(members[pos])
         sims = x @ x[current]
         yield current, sims
         np.minimum(min_dist, 1.0 - sims[members], out=min_dist)
-        min_dist[position[current]] = -np.inf  # never again, even for exact duplicates
-        nxt = int(np.argmax(min_dist))
-        if min_dist[nxt] == -np.inf:
+        min_dist[pos] = -np.inf  # never again, even for exact duplicates
+        pos = int(np.argmax(min_dist))
+        if min_dist[pos] == -np.inf:
             return
-        current = int(members[nxt])
-
 
 def ranked(scores: np.ndarray, *, first: int = 64) -> Iterator[np.ndarray]:
     """Indices by descending score, in chunks, skipping -inf (excluded) entries.
