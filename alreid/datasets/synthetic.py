@@ -5,6 +5,9 @@ What makes camera-trap Re-ID hard, and what active learning has to fix, is built
 - each identity has two viewpoint modes (left/right flank) far apart, which over-segments clusters;
 - images come in encounters (bursts of near-duplicates), which makes clusters look purer than they are;
 - some identities are look-alikes of another one, which under-segments clusters;
+- most of the variation between photos lies in a few nuisance directions shared by all animals
+  (background, light, pose), partly shared within an encounter: what Re-ID training learns to ignore,
+  so that a model trained on good pseudo-labels really improves;
 - about 5 % of the images belong to identities that appear only in the test split (the open set).
 Everything is vectorised, so a million 128-d embeddings take seconds.
 """
@@ -27,10 +30,12 @@ class SyntheticSpec:
     n_images: int = 2000
     dim: int = 128
     max_size: int = 60
-    size_exponent: float = 1.6
-    view_spread: float = 0.9
-    encounter_spread: float = 0.45
-    noise: float = 0.75
+    size_exponent: float = 1.3
+    view_spread: float = 1.0
+    encounter_spread: float = 0.5
+    noise: float = 1.2
+    nuisance_dim: int = 8
+    nuisance: float = 1.8
     lookalike_fraction: float = 0.15
     lookalike_distance: float = 0.45
     max_encounter: int = 4
@@ -58,19 +63,20 @@ def _unit(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _identity_sizes(rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
-    support = np.arange(1, spec.max_size + 1, dtype=np.float64)
-    p = support ** (-spec.size_exponent)
+    """Power-law identity sizes in [1, max_size] summing to exactly ``n_images``."""
+    support = np.arange(1, spec.max_size + 1, dtype=np.int64)
+    p = support.astype(np.float64) ** (-spec.size_exponent)
     p /= p.sum()
     mean = float((support * p).sum())
-    n_ids = max(2, int(np.ceil(spec.n_images / mean * 1.1)))
-    sizes = rng.choice(support.astype(np.int64), size=n_ids, p=p)
-    cum = np.cumsum(sizes)
-    keep = int(np.searchsorted(cum, spec.n_images)) + 1
+    chunks, total = [], 0
+    while total < spec.n_images:  # draw until the sizes cover n_images (one round almost always)
+        draw = rng.choice(support, size=max(16, int(np.ceil((spec.n_images - total) / mean * 1.2))), p=p)
+        chunks.append(draw)
+        total += int(draw.sum())
+    sizes = np.concatenate(chunks)
+    keep = int(np.searchsorted(np.cumsum(sizes), spec.n_images)) + 1
     sizes = sizes[:keep].copy()
-    sizes[-1] -= int(sizes.sum() - spec.n_images)  # hit n_images exactly
-    if sizes[-1] <= 0:
-        sizes = sizes[:-1]
-        sizes[-1] += spec.n_images - int(sizes.sum())
+    sizes[-1] -= int(sizes.sum() - spec.n_images)  # trims the last identity, which stays >= 1
     return sizes
 
 
@@ -113,6 +119,11 @@ def generate(spec: SyntheticSpec) -> ReidDataset:
     x += centres[ident]
     x += view_dirs[ident, view]
     x += enc_dirs[enc_index]
+    if spec.nuisance_dim > 0 and spec.nuisance > 0:
+        basis = np.linalg.qr(rng.standard_normal((d, spec.nuisance_dim)))[0].T.astype(np.float32)
+        coords = rng.standard_normal((len(enc_codes), spec.nuisance_dim), dtype=np.float32)[enc_index]
+        coords += rng.standard_normal((n, spec.nuisance_dim), dtype=np.float32)
+        x += (coords * np.float32(spec.nuisance / np.sqrt(2 * spec.nuisance_dim))) @ basis
     x /= np.linalg.norm(x, axis=1, keepdims=True)
 
     split = _split(rng, ident, enc_index, sizes, spec)

@@ -19,7 +19,8 @@ class HeadTrainer(Trainer):
     description = "residual projection head on frozen features, hybrid-memory contrastive loss (fast, CPU)"
 
     def __init__(self, *, hidden: int = 256, iters: int = 200, batch_size: int = 128, lr: float = 1e-3,
-                 weight_decay: float = 5e-4, temperature: float = 0.05, momentum: float = 0.2) -> None:
+                 weight_decay: float = 5e-4, temperature: float = 0.05, momentum: float = 0.2,
+                 threads: int | None = 1) -> None:
         self.hidden = hidden
         self.iters = iters
         self.batch_size = batch_size
@@ -27,6 +28,7 @@ class HeadTrainer(Trainer):
         self.weight_decay = weight_decay
         self.temperature = temperature
         self.momentum = momentum
+        self.threads = threads
 
     def validate_params(self) -> None:
         owner = "trainer 'head'"
@@ -37,6 +39,8 @@ class HeadTrainer(Trainer):
         check_range(owner, "weight_decay", self.weight_decay, 0)
         check_range(owner, "temperature", self.temperature, 0, lo_open=True)
         check_range(owner, "momentum", self.momentum, 0, 1, hi_open=True)
+        if self.threads is not None:
+            check_range(owner, "threads", self.threads, 1, integer=True)
 
     def setup(self, dataset: ReidDataset, *, seed: int) -> None:
         from alreid.clustering.knn import l2_normalise
@@ -48,7 +52,7 @@ class HeadTrainer(Trainer):
                 "(--trainer spcl) or extract features first with 'alreid features'")
         settings = HeadSettings(hidden=self.hidden, iters=self.iters, batch_size=self.batch_size, lr=self.lr,
                                 weight_decay=self.weight_decay, temperature=self.temperature,
-                                momentum=self.momentum)
+                                momentum=self.momentum, threads=self.threads)
         self.learner_ = HeadLearner(l2_normalise(dataset.features), settings, seed=seed)
 
     def embed(self) -> np.ndarray:

@@ -7,8 +7,9 @@ far as the pseudo-labels justify.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -16,6 +17,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from alreid.models.hybrid_memory import HybridMemory
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads, restoring the previous setting afterwards.
+
+    Small matrices gain nothing from threads, and OpenMP workers spinning against other busy
+    processes (parallel Ray trials) make each step tens of times slower.
+    """
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class ResidualHead(nn.Module):
@@ -41,6 +60,7 @@ class HeadSettings:
     weight_decay: float = 5e-4
     temperature: float = 0.05
     momentum: float = 0.2
+    threads: int | None = 1
 
 
 class HeadLearner:
@@ -58,11 +78,16 @@ class HeadLearner:
     def embed(self) -> np.ndarray:
         """Current L2-normalised embeddings of every row (eval mode)."""
         self.head.eval()
-        out = [self.head(self.inputs[i:i + 65536]) for i in range(0, len(self.inputs), 65536)]
+        with torch_threads(self.settings.threads):
+            out = [self.head(self.inputs[i:i + 65536]) for i in range(0, len(self.inputs), 65536)]
         return torch.cat(out).numpy()
 
     def fit_cycle(self, train_idx: np.ndarray, pseudo_labels: np.ndarray, *, seed: int) -> dict[str, Any]:
         """Train the head on the pseudo-labels of the training pool with the hybrid-memory loss."""
+        with torch_threads(self.settings.threads):
+            return self._fit_cycle(train_idx, pseudo_labels, seed=seed)
+
+    def _fit_cycle(self, train_idx: np.ndarray, pseudo_labels: np.ndarray, *, seed: int) -> dict[str, Any]:
         s = self.settings
         if len(np.unique(pseudo_labels)) < 2 or s.iters == 0:
             return {"train_loss": float("nan"), "train_images_per_s": 0.0}
@@ -87,7 +112,7 @@ class HeadLearner:
             loss.backward()
             opt.step()
             memory.update(f, idx)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         dt = time.perf_counter() - t0
         return {"train_loss": float(np.mean(losses[-20:])), "train_images_per_s": s.iters * bs / max(dt, 1e-9)}
 
