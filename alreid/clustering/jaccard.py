@@ -115,12 +115,32 @@ def _query_expand(v: sp.csr_matrix, rank: np.ndarray, k2: int) -> sp.csr_matrix:
     return out
 
 
-def _upper_distances(v: sp.csr_matrix, max_pairs: int) -> sp.csr_matrix:
-    """Strict upper triangle of d_J as csr: entries (i, j), i < j, for rows sharing a column of ``v``.
+def _pattern_counts(v: sp.csr_matrix, block_rows: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """Per row i: number of rows j < i and j > i sharing a column with i (pattern of V V^T).
+
+    A sparse product of the 0/1 pattern (scipy's C++ SpGEMM, one row block at a time) counts the
+    partners without computing any min; it lets the output be allocated once, before the values.
+    """
+    n = v.shape[0]
+    ones = sp.csr_matrix((np.ones(v.nnz, dtype=np.float32), v.indices, v.indptr), shape=v.shape)
+    ones_t = ones.T.tocsr()
+    n_low = np.zeros(n, dtype=np.int64)
+    n_up = np.zeros(n, dtype=np.int64)
+    for a in range(0, n, block_rows):
+        b = min(n, a + block_rows)
+        p = ones[a:b] @ ones_t
+        rows = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(p.indptr))
+        n_low[a:b] = np.bincount(rows[p.indices < rows] - a, minlength=b - a)
+        n_up[a:b] = np.bincount(rows[p.indices > rows] - a, minlength=b - a)
+    return n_low, n_up
+
+
+def _upper_blocks(v: sp.csr_matrix, max_pairs: int):
+    """Yield (first row, csr block) of the strict upper triangle of d_J, rows in ascending blocks.
 
     S_ij = sum_t min(v_it, v_jt) is accumulated by enumerating, for every entry (i, t), the entries
-    (j, t) of the same column with j > i; rows are processed in blocks of at most ``max_pairs``
-    candidate triples and duplicates (i, j) are summed by scipy's csr conversion.
+    (j, t) of the same column with j > i; a block holds at most ``max_pairs`` candidate triples and
+    duplicates (i, j) are summed by scipy's csr conversion.
     """
     n = v.shape[0]
     nnz = v.nnz
@@ -135,11 +155,8 @@ def _upper_distances(v: sp.csr_matrix, max_pairs: int) -> sp.csr_matrix:
     del perm
     col_end = np.cumsum(np.bincount(col_of, minlength=n)).astype(np.int64)
     tail = col_end[col_of] - pos - 1  # later entries of the same column = partners j > i
-    per_row = np.zeros(n, dtype=np.int64)
-    np.add.at(per_row, row_of, tail)
+    per_row = np.bincount(row_of, weights=tail, minlength=n).astype(np.int64)
     cum = np.cumsum(per_row)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    cols, vals = [], []
     a = 0
     while a < n:
         b = int(np.searchsorted(cum, (cum[a - 1] if a else 0) + max_pairs, side="right"))
@@ -156,27 +173,23 @@ def _upper_distances(v: sp.csr_matrix, max_pairs: int) -> sp.csr_matrix:
             i = np.repeat(row_of[e0:e1] - a, lens)
             blk = sp.coo_matrix((s, (i, j)), shape=(b - a, n)).tocsr()  # sums duplicate (i, j)
             del i, j, s
-            blk.sort_indices()
             s = blk.data
             d = 1.0 - s / (2.0 - s)
             np.maximum(d, 0.0, out=d)
-            cols.append(blk.indices.astype(np.int32, copy=False))
-            vals.append(d.astype(np.float32, copy=False))
-            indptr[a + 1:b + 1] = np.diff(blk.indptr)
+            blk.data = d.astype(np.float32, copy=False)
+            yield a, blk
         a = b
-    indptr = np.cumsum(indptr)
-    indices = np.concatenate(cols) if cols else np.zeros(0, np.int32)
-    data = np.concatenate(vals) if vals else np.zeros(0, np.float32)
-    return sp.csr_matrix((data, indices, indptr), shape=(n, n))
 
 
-def _symmetric_with_zero_diagonal(upper: sp.csr_matrix, block: int = 1 << 16) -> sp.csr_matrix:
-    """upper + upper.T + explicit zero diagonal, assembled by hand (scipy's ``+`` drops zeros)."""
-    n = upper.shape[0]
-    lower = upper.T.tocsr()  # row i: entries (i, j), j < i, sorted
-    lower.sort_indices()
-    n_low = np.diff(lower.indptr)
-    n_up = np.diff(upper.indptr)
+def _assemble_symmetric(v: sp.csr_matrix, max_pairs: int) -> sp.csr_matrix:
+    """upper + upper.T + explicit zero diagonal, written straight into the final csr arrays.
+
+    Row sizes come from :func:`_pattern_counts`; each upper block is then written twice (in place
+    and mirrored into the rows j > i, whose lower parts fill up in ascending i). Assembled by hand
+    because scipy's ``+`` drops explicit zeros; the peak is the output plus one block.
+    """
+    n = v.shape[0]
+    n_low, n_up = _pattern_counts(v)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(n_low + n_up + 1, out=indptr[1:])
     indices = np.empty(int(indptr[-1]), dtype=np.int32)
@@ -184,15 +197,25 @@ def _symmetric_with_zero_diagonal(upper: sp.csr_matrix, block: int = 1 << 16) ->
     diag_pos = indptr[:-1] + n_low
     indices[diag_pos] = np.arange(n, dtype=np.int32)
     data[diag_pos] = 0.0
-    for part, shift in ((lower, indptr[:-1]), (upper, diag_pos + 1)):
-        for a in range(0, n, block):  # chunked so the int64 destination arrays stay small
-            b = min(n, a + block)
-            e0, e1 = part.indptr[a], part.indptr[b]
-            dest = np.arange(e0, e1, dtype=np.int64) + np.repeat(shift[a:b] - part.indptr[a:b], np.diff(part.indptr[a:b + 1]))
-            indices[dest] = part.indices[e0:e1]
-            data[dest] = part.data[e0:e1]
-        del part
-    del lower
+    low_next = indptr[:-1].copy()  # next free lower-part slot of every row
+    for a, blk in _upper_blocks(v, max_pairs):
+        rows = blk.shape[0]
+        up_counts = np.diff(blk.indptr)
+        if not np.array_equal(up_counts, n_up[a:a + rows]):
+            raise RuntimeError("Jaccard assembly: value pass and pattern pass disagree (bug)")
+        dest = np.repeat(diag_pos[a:a + rows] + 1 - blk.indptr[:-1], up_counts) + np.arange(blk.nnz, dtype=np.int64)
+        indices[dest] = blk.indices
+        data[dest] = blk.data
+        t = blk.T.tocsr()  # n x rows; row j lists the block rows i holding an entry (i, j)
+        del blk
+        low_counts = np.diff(t.indptr)
+        dest = np.repeat(low_next - t.indptr[:-1], low_counts) + np.arange(t.nnz, dtype=np.int64)
+        indices[dest] = t.indices + np.int32(a)
+        data[dest] = t.data
+        low_next += low_counts
+        del t, dest
+    if not np.array_equal(low_next, diag_pos):
+        raise RuntimeError("Jaccard assembly: mirrored entries do not fill the lower parts (bug)")
     out = sp.csr_matrix((data, indices, indptr), shape=(n, n))
     out.has_sorted_indices = True
     return out
@@ -205,7 +228,7 @@ def jaccard_distance(
     *,
     knn: tuple[np.ndarray, np.ndarray] | None = None,
     index: str = "exact",
-    max_pairs: int = 1 << 24,
+    max_pairs: int = 1 << 22,
 ) -> sp.csr_matrix:
     """SpCL's k-reciprocal Jaccard distance as a symmetric sparse (n x n) float32 csr matrix.
 
@@ -241,6 +264,4 @@ def jaccard_distance(
     if k2 != 1:
         v = _query_expand(v, rank, k2)
     del rank
-    upper = _upper_distances(v, max_pairs)
-    del v
-    return _symmetric_with_zero_diagonal(upper)
+    return _assemble_symmetric(v, max_pairs)

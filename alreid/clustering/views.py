@@ -38,15 +38,32 @@ def dbscan_labels(dist: sp.csr_matrix, eps: float = 0.6, min_samples: int = 4) -
         raise ValueError(f"distance matrix must be square; got {d.shape}")
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    keep = d.data <= eps
-    counts = np.add.reduceat(keep.astype(np.int64), d.indptr[:-1]) if d.nnz else np.zeros(n, np.int64)
-    counts[np.diff(d.indptr) == 0] = 0
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    near = sp.csr_matrix((d.data[keep].astype(np.float64), d.indices[keep], indptr), shape=(n, n))
+    near = _entries_at_most(d, eps)
     near = sort_graph_by_row_values(near, copy=False, warn_when_not_sorted=False)
     labels = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(near).labels_
     return labels.astype(np.int64)
+
+
+def _entries_at_most(d: sp.csr_matrix, eps: float, block: int = 1 << 23) -> sp.csr_matrix:
+    """The entries <= eps of a csr matrix (explicit zeros kept), float64, scanned in row blocks."""
+    n = d.shape[0]
+    counts = np.zeros(n, dtype=np.int64)
+    cols, vals = [], []
+    a = 0
+    while a < n:
+        b = int(np.searchsorted(d.indptr, d.indptr[a] + block, side="right")) - 1
+        b = min(n, max(b, a + 1))
+        e0, e1 = d.indptr[a], d.indptr[b]
+        data = d.data[e0:e1]
+        keep = data <= eps
+        rows = np.repeat(np.arange(b - a), np.diff(d.indptr[a:b + 1]))[keep]
+        counts[a:b] = np.bincount(rows, minlength=b - a)
+        cols.append(d.indices[e0:e1][keep])
+        vals.append(data[keep].astype(np.float64))
+        a = b
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return sp.csr_matrix((np.concatenate(vals), np.concatenate(cols), indptr), shape=(n, n))
 
 
 def dbscan_cosine(features: np.ndarray, eps: float, min_samples: int = 4) -> np.ndarray:
