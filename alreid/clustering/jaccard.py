@@ -14,7 +14,9 @@ Steps (i = query, all sets include i itself because i is its own first neighbour
 6. d_J(i, j) = 1 - S / (2 - S),  S = sum_t min(V(i,t), V(j,t)),  clipped at 0.
 
 Step 6 is the expensive one; S only needs the pairs (i, j) that share a column t, so each column's
-non-zeros are enumerated pairwise (upper triangle only, mirrored at the end), block by block.
+non-zeros are enumerated pairwise (upper triangle only), block by block. A cheap pattern pass (a 0/1
+sparse product) sizes every output row first, so each block is written straight into the final
+arrays and mirrored there: peak memory is about the output plus one block.
 """
 
 from __future__ import annotations
@@ -93,10 +95,9 @@ def _encode(x: np.ndarray, expanded: sp.csr_matrix) -> sp.csr_matrix:
     rows = np.repeat(np.arange(n, dtype=np.int64), counts)
     cols = expanded.indices.astype(np.int64, copy=False)
     dots = _rowwise_dot(x, rows, cols)
-    del rows
     w = np.exp(2.0 * dots.astype(np.float64) - 2.0)  # exp(-(2 - 2 z_i.z_j)); bounded in [e^-4, 1]
-    sums = np.add.reduceat(w, expanded.indptr[:-1]) if len(w) else np.zeros(n)
-    sums[counts == 0] = 1.0
+    sums = np.bincount(rows, weights=w, minlength=n)
+    del rows
     w /= np.repeat(sums, counts)
     return sp.csr_matrix((w.astype(np.float32), expanded.indices.copy(), expanded.indptr.copy()), shape=(n, n))
 

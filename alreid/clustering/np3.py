@@ -138,18 +138,15 @@ class _Centroids:
 # the per-cluster split ----------------------------------------------------------------------------
 def _split_cluster(members: np.ndarray, ml: np.ndarray, cl: np.ndarray, z: np.ndarray, *,
                    exact_max: int, colouring: str, cost: str, unconstrained: str) -> np.ndarray:
-    """Sub-cluster index (0..K-1) of every member of one impure cluster; z = members' features."""
-    local = {int(p): i for i, p in enumerate(members)}
+    """Sub-cluster index (0..K-1) of every member (sorted ids) of one impure cluster; z = their features."""
     constrained = np.unique(np.concatenate([ml.reshape(-1), cl.reshape(-1)]))
-    cpos = np.asarray([local[int(p)] for p in constrained], dtype=np.int64)
-    where = {int(p): i for i, p in enumerate(constrained)}
+    cpos = np.searchsorted(members, constrained)  # members are sorted
     m = len(constrained)
     # ML groups: components of the ML edges among the constrained points
-    mu = np.asarray([where[int(u)] for u in ml[:, 0]], dtype=np.int64)
-    mv = np.asarray([where[int(v)] for v in ml[:, 1]], dtype=np.int64)
+    mu, mv = np.searchsorted(constrained, ml[:, 0]), np.searchsorted(constrained, ml[:, 1])
     _, group = connected_components(sp.coo_matrix((np.ones(len(mu)), (mu, mv)), shape=(m, m)), directed=False)
-    cu = group[[where[int(u)] for u in cl[:, 0]]]
-    cv = group[[where[int(v)] for v in cl[:, 1]]]
+    cu = group[np.searchsorted(constrained, cl[:, 0])]
+    cv = group[np.searchsorted(constrained, cl[:, 1])]
     bad = np.flatnonzero(cu == cv)
     if len(bad):
         u, v = (int(t) for t in cl[bad[0]])
