@@ -30,7 +30,24 @@ _DRAWS = ("without_replacement", "with_replacement_dedup")
 
 
 class AASSampler(Sampler):
-    """Pairs from the regions where DBSCAN and FINCH disagree (spec §1; defaults = paper / spec)."""
+    """Pairs from the regions where DBSCAN and FINCH disagree (spec §1; defaults = paper / spec).
+
+    Hyperparameters: ``epsilon`` (Eq. 6 prior of U_os), ``k_max`` / ``s_min`` (U_os neighbours and
+    threshold), ``sim`` ("jaccard" = 1 - d_J | "cosine"), ``dist`` (Eq. 2 and medoid: "jaccard" = d_J with
+    cosine tie-break | "cosine"), ``finch_level`` (int | "match_dbscan"), ``finch_input`` ("cosine" |
+    "jaccard_rank": FINCH's first neighbour taken under d_J), ``pi_mode`` / ``rho_mode`` / ``omega_mode``
+    (Eq. 5 factors, spec §1.8), ``apply_constraints`` ("np3" | "none"), ``dense_cap`` (regions above
+    it get the k-NN approximation of U_us), ``draw`` ("without_replacement" | "with_replacement_dedup").
+    k1/k2 of d_J come from ``ctx.extras["clustering"]`` (30/6 when absent).
+
+    Choices where the spec leaves room, recorded here so they can be found:
+    - the ML-linked-outlier-becomes-inlier rule goes with NP3 (``apply_constraints="none"`` keeps the
+      raw DBSCAN outlier mask);
+    - pairs with P(Y) = 0 (sim 0, a zero fixed pi weight, epsilon 0 or 1) are never drawn, so
+      m = min(budget, #pairs with P > 0);
+    - fixed pi weights are renormalised over the non-empty pair types;
+    - a ``finch_level`` above FINCH's coarsest level uses the coarsest (``stats_["finch_clamped"]``).
+    """
 
     name = "aas"
     description = "Ambiguity-Aware Sampling: medoid and closest cross-cluster pairs where DBSCAN and FINCH disagree"
@@ -75,8 +92,9 @@ class AASSampler(Sampler):
         pi = self.pi_mode
         if isinstance(pi, str):
             if pi not in _PI_MODES:
-                raise ConfigError(f"{owner} parameter pi_mode must be one of {', '.join(_PI_MODES)} or a list of "
-                                  f"3 non-negative weights (inlier-inlier, inlier-outlier, outlier-outlier); got {pi!r}")
+                raise ConfigError(f"{owner} parameter pi_mode must be one of {', '.join(_PI_MODES)} or a list "
+                                  "of 3 non-negative weights (inlier-inlier, inlier-outlier, outlier-outlier); "
+                                  f"got {pi!r}")
         else:
             ok = isinstance(pi, (list, tuple)) and len(pi) == 3 and all(
                 isinstance(w, (int, float)) and not isinstance(w, bool) and np.isfinite(w) and w >= 0 for w in pi)
@@ -105,30 +123,35 @@ class AASSampler(Sampler):
     def _jaccard_first_neighbour(self, ctx: SamplingContext, d: sp.csr_matrix) -> np.ndarray:
         """FINCH's initial_rank under d_J: nearest other item, ties by cosine; cosine 1-NN where d_J has none."""
         x, n = ctx.features, ctx.n
-        r, c, val = pools.csr_rows(d, np.arange(n))
-        off = r != c
-        r, c, val = r[off], c[off], val[off]
-        first = np.zeros(n, dtype=np.int64)
-        has = np.zeros(n, dtype=bool)
-        if len(r):
-            rowmin = np.full(n, np.inf)
-            np.minimum.at(rowmin, r, val)
-            tie = val == rowmin[r]
-            r, c = r[tie], c[tie]
-            cos = pools.rowdot(x, r, c)
-            order = np.lexsort((c, -cos, r))
-            pick = order[pools.first_per_group(r[order])]
-            first[r[pick]] = c[pick]
-            has[r[pick]] = True
-        if not has.all():
+        first = np.full(n, -1, dtype=np.int64)
+        step = max(1, (1 << 24) // max(1, d.nnz // max(n, 1)))  # about 16M entries per block
+        for s in range(0, n, step):
+            sub = d[s:min(n, s + step)]
+            pos = np.repeat(np.arange(sub.shape[0], dtype=np.int64), np.diff(sub.indptr))
+            col = sub.indices.astype(np.int64)
+            val = np.asarray(sub.data, dtype=np.float64)
+            off = col != pos + s
+            pos, col, val = pos[off], col[off], val[off]
+            if len(pos) == 0:
+                continue
+            rowmin = np.full(sub.shape[0], np.inf)
+            np.minimum.at(rowmin, pos, val)
+            tie = val == rowmin[pos]
+            pos, col = pos[tie], col[tie]
+            cos = pools.rowdot(x, pos + s, col)
+            order = np.lexsort((col, -cos, pos))
+            pick = order[pools.first_per_group(pos[order])]
+            first[pos[pick] + s] = col[pick]
+        missing = np.flatnonzero(first < 0)
+        if len(missing):
             _, idx = ctx.neighbours.knn(min(n, 3))
-            rows = np.flatnonzero(~has)
-            cand = idx[rows]
-            not_self = cand != rows[:, None]
-            first[rows] = cand[np.arange(len(rows)), np.argmax(not_self, axis=1)]
+            cand = idx[missing]
+            not_self = cand != missing[:, None]
+            first[missing] = cand[np.arange(len(missing)), np.argmax(not_self, axis=1)]
         return first
 
     def _view_b(self, ctx: SamplingContext, d: sp.csr_matrix | None) -> np.ndarray:
+        """FINCH labels of the cycle (memoised in the cycle's cache), level clamped to what exists."""
         from alreid.clustering.views import finch_labels
 
         k1, k2 = self._k1k2(ctx)
@@ -140,11 +163,25 @@ class AASSampler(Sampler):
         key = ("aas_finch", str(level), n_target, self.finch_input, k1, k2)
 
         def compute() -> np.ndarray:
-            init = self._jaccard_first_neighbour(ctx, d) if self.finch_input == "jaccard_rank" else None
-            return np.asarray(finch_labels(ctx.features, level=level if level == "match_dbscan" else int(level),
-                                           n_target=n_target, initial_rank=init, distance="cosine"))
+            if self.finch_input == "jaccard_rank":
+                init = self._jaccard_first_neighbour(ctx, d)
+            elif level == 0 and ctx.n > 2:
+                # level 0 = components of the cosine first-neighbour graph: reuse the cycle's k-NN lists
+                init = ctx.neighbours.knn(min(ctx.n, max(k1, 32)))[1]
+            else:
+                init = None  # FINCH's own exact 1-NN (keeps its early-exit pruning for higher levels)
+            lev = level if level == "match_dbscan" else int(level)
+            try:
+                return np.asarray(finch_labels(ctx.features, level=lev, n_target=n_target, initial_rank=init,
+                                               distance="cosine")), False
+            except ValueError as err:  # fewer FINCH levels than asked: the coarsest one, flagged in stats_
+                if "does not exist" not in str(err):
+                    raise
+                return np.asarray(finch_labels(ctx.features, level=-1, initial_rank=init, distance="cosine")), True
 
-        return ctx.neighbours.get(key, compute)
+        labels, clamped = ctx.neighbours.get(key, compute)
+        self._finch_clamped = bool(clamped)
+        return labels
 
     # the draw ----------------------------------------------------------------------------------------
     def _select(self, ctx: SamplingContext, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -154,7 +191,8 @@ class AASSampler(Sampler):
         d = self._jaccard(ctx) if need_d else None
         a = np.asarray(ctx.labels).copy()
         outliers = np.asarray(ctx.outliers, dtype=bool).copy()
-        b = self._view_b(ctx, d).copy()
+        self._finch_clamped = False
+        b = np.asarray(self._view_b(ctx, d)).copy()
 
         # §1.4: known answers applied to both views; ML-linked outliers count as inliers
         store = ctx.constraints
@@ -171,31 +209,32 @@ class AASSampler(Sampler):
         stats: dict[str, Any] = {"regions": int(reg.count), "region_images": int(reg.size.sum()),
                                  "views_agree": bool(reg.count == 0), "u_os": 0, "u_us": 0, "pool": 0,
                                  "drawn": 0, "pairs_ii": 0, "pairs_io": 0, "pairs_oo": 0,
-                                 "approx_regions": 0, "epsilon_eff": float(self.epsilon)}
+                                 "approx_regions": 0, "epsilon_eff": float(self.epsilon),
+                                 "finch_clamped": bool(getattr(self, "_finch_clamped", False))}
         self.stats_ = stats
         if reg.count == 0:
             return np.zeros((0, 2), dtype=np.int64)
 
-        table_dist = pools.internal_table(d, reg.region) if (self.dist == "jaccard" and d is not None) else None
+        d_dist = d if self.dist == "jaccard" else None
 
-        # §1.6 U_os
-        medoids = pools.region_medoids(x, reg, table_dist)
-        os_pairs, os_sim = pools.medoid_pairs(x, medoids, d if self.sim == "jaccard" else None,
-                                              k_max=int(self.k_max), s_min=float(self.s_min))
-        # §1.7 U_us
+        # §1.7 U_us (the same pass reads the d_J medoid affinities)
         knn_idx = None
         if (reg.size > self.dense_cap).any():
             k1, _ = self._k1k2(ctx)
-            knn_idx = ctx.neighbours.knn(max(k1, 32))[1]
-        us_pairs, us_reg, approx = pools.under_segmentation_pairs(x, reg, table_dist, dense_cap=int(self.dense_cap),
-                                                                  knn_idx=knn_idx)
-        stats["approx_regions"] = int(approx)
+            knn_idx = ctx.neighbours.knn(min(n, max(k1, 32)))[1]
+        scan = pools.scan_regions(x, reg, d_dist, dense_cap=int(self.dense_cap), knn_idx=knn_idx)
+        us_pairs, us_reg, us_dist = scan.pairs, scan.region, scan.dist
+        stats["approx_regions"] = int(scan.approx)
+        # §1.6 U_os
+        medoids = pools.region_medoids(x, reg, scan.affinity)
+        os_pairs, os_sim = pools.medoid_pairs(x, medoids, d if self.sim == "jaccard" else None,
+                                              k_max=int(self.k_max), s_min=float(self.s_min))
 
         # drop pairs whose answer is known or implied (spec §1.4 (i)-(iii)); pools are already unique
         keep = ~store.is_known(os_pairs) if len(os_pairs) else np.zeros(0, bool)
         os_pairs, os_sim = os_pairs[keep], os_sim[keep]
         keep = ~store.is_known(us_pairs) if len(us_pairs) else np.zeros(0, bool)
-        us_pairs, us_reg = us_pairs[keep], us_reg[keep]
+        us_pairs, us_reg, us_dist = us_pairs[keep], us_reg[keep], us_dist[keep]
         types = outliers[us_pairs[:, 0]].astype(np.int64) + outliers[us_pairs[:, 1]].astype(np.int64)
         counts = np.bincount(types, minlength=3)
         stats.update(u_os=int(len(os_pairs)), u_us=int(len(us_pairs)), pairs_ii=int(counts[0]),
@@ -203,11 +242,12 @@ class AASSampler(Sampler):
 
         # §1.8 P(Y)
         if self.omega_mode == "sim" and len(us_pairs):
-            if self.sim == "jaccard":
-                us_sim = 1.0 - pools.internal_table(d, reg.region).lookup(us_pairs[:, 0], us_pairs[:, 1]) \
-                    if table_dist is None else 1.0 - table_dist.lookup(us_pairs[:, 0], us_pairs[:, 1])
-            else:
+            if self.sim == "cosine":
                 us_sim = pools.rowdot(x, us_pairs[:, 0], us_pairs[:, 1])
+            elif d_dist is not None:
+                us_sim = 1.0 - us_dist
+            else:
+                us_sim = 1.0 - pools.csr_values(d, us_pairs[:, 0], us_pairs[:, 1])
         else:
             us_sim = np.ones(len(us_pairs))
         pi = self.pi_mode if isinstance(self.pi_mode, str) else [float(w) for w in self.pi_mode]

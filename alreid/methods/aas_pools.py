@@ -7,9 +7,13 @@ Conventions
 - ``a``/``b``: label vectors of the two views (any ints; compacted internally).
 - ``dist`` (Eq. 2 and the medoid): the sparse Jaccard distance d_J when a csr matrix is given
   (absent entries = 1, explicit zeros are real zeros), else cosine distance. Exact ties are broken
-  by cosine distance, then by the smaller (u, v) - so results are deterministic.
+  by cosine distance, then by the smaller (u, v) - so results are deterministic. The closest-pair
+  search compares (dist, cosine distance) at float32 precision (d_J is stored as float32).
 - ``sim`` (U_os ranking, threshold and Eq. 4): 1 - d_J (absent = 0) or cosine.
+- d_J is symmetric (SpCL's min-based overlap); where a routine reads one orientation it says so.
 - Pairs are int64 rows (u, v) with u < v.
+- Cost: the d_J matrix is only read row-block-wise through scipy's C indexing (rows of region
+  members for U_us and the medoid criterion, medoid rows for U_os); nothing n x n is ever dense.
 """
 
 from __future__ import annotations
@@ -50,60 +54,39 @@ def first_per_group(keys_in_order: np.ndarray) -> np.ndarray:
     return first
 
 
-def csr_rows(d: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, col, value) of every stored entry of the given rows, explicit zeros included."""
-    rows = np.asarray(rows, dtype=np.int64)
-    start, stop = d.indptr[rows].astype(np.int64), d.indptr[rows + 1].astype(np.int64)
-    cnt = stop - start
-    r = np.repeat(rows, cnt)
-    offs = np.arange(cnt.sum(), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    pos = np.repeat(start, cnt) + offs
-    return r, d.indices[pos].astype(np.int64), d.data[pos].astype(np.float64)
-
-
 def as_csr(d: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
     """csr view without touching stored entries (explicit zeros stay)."""
     return d if isinstance(d, (sp.csr_matrix, sp.csr_array)) else sp.csr_matrix(d)
 
 
-@dataclass
-class PairTable:
-    """Symmetrised stored d_J entries (u < v) as sorted keys, for vectorised look-ups (absent = 1)."""
+def row_entries(d: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(position in ``rows``, column, value) of every stored entry of those rows, explicit zeros kept.
 
-    n: int
-    keys: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-    d: np.ndarray
-
-    @classmethod
-    def build(cls, n: int, r: np.ndarray, c: np.ndarray, val: np.ndarray) -> "PairTable":
-        off = r != c
-        r, c, val = r[off], c[off], val[off]
-        u, v = np.minimum(r, c), np.maximum(r, c)
-        keys = u * np.int64(n) + v
-        order = np.lexsort((val, keys))  # per key the smallest value first (tolerates asymmetry)
-        keys, u, v, val = keys[order], u[order], v[order], val[order]
-        first = first_per_group(keys)
-        return cls(n, keys[first], u[first], v[first], val[first])
-
-    def lookup(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """d_J of the pairs (any orientation); 1 where nothing is stored."""
-        key = np.minimum(u, v) * np.int64(self.n) + np.maximum(u, v)
-        pos = np.searchsorted(self.keys, key)
-        pos_c = np.minimum(pos, max(len(self.keys) - 1, 0))
-        found = (pos < len(self.keys)) & (self.keys[pos_c] == key) if len(self.keys) else np.zeros(len(key), bool)
-        out = np.ones(len(key), dtype=np.float64)
-        out[found] = self.d[pos_c[found]]
-        return out
+    Row gathering is scipy's C loop; only the returned entries are touched.
+    """
+    sub = d[np.asarray(rows, dtype=np.int64)]
+    pos = np.repeat(np.arange(sub.shape[0], dtype=np.int64), np.diff(sub.indptr))
+    return pos, sub.indices.astype(np.int64), np.asarray(sub.data, dtype=np.float64)
 
 
-def internal_table(d: sp.csr_matrix, region: np.ndarray) -> PairTable:
-    """Stored d_J entries whose two ends lie in the same region (all that U_us and medoids need)."""
-    rows = np.flatnonzero(region >= 0)
-    r, c, val = csr_rows(d, rows)
-    keep = region[c] == region[r]
-    return PairTable.build(len(region), r[keep], c[keep], val[keep])
+def csr_values(d: sp.csr_matrix, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """d[u, v] with absent entries read as 1 and explicit zeros as 0."""
+    u = np.asarray(u, dtype=np.int64)
+    v = np.asarray(v, dtype=np.int64)
+    if len(u) == 0:
+        return np.zeros(0)
+    vals = np.asarray(d[u, v], dtype=np.float64).reshape(-1)
+    zero = np.flatnonzero(vals == 0)
+    if len(zero):  # 0 is either an explicit zero or an absent pair: look at those rows' structure
+        rows = np.unique(u[zero])
+        pos, col, _ = row_entries(d, rows)
+        n = np.int64(d.shape[1])
+        keys = np.sort(pos * n + col)
+        q = np.searchsorted(rows, u[zero]) * n + v[zero]
+        at = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
+        present = (keys[at] == q) if len(keys) else np.zeros(len(q), bool)
+        vals[zero[~present]] = 1.0
+    return vals
 
 
 # step A: regions of uncertainty ----------------------------------------------------------------------
@@ -179,12 +162,12 @@ def region_order(region: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray
 
 
 # step B: medoids and U_os ----------------------------------------------------------------------------
-def region_medoids(x: np.ndarray, reg: Regions, table: PairTable | None) -> np.ndarray:
+def region_medoids(x: np.ndarray, reg: Regions, affinity: np.ndarray | None) -> np.ndarray:
     """One medoid per region: argmin_i sum_{j in S} dist(i, j), ties by cosine then index.
 
     Cosine: sum_j (1 - x_i.x_j) = |S| - x_i . sum_j x_j, so the medoid is argmax x_i . s_k (O(|S| d)).
-    d_J: sum_j d_J(i, j) = |S| - sum_{stored j in S} (1 - d_J(i, j)), read from the sparse entries
-    only - no dense block ever.
+    d_J: sum_j d_J(i, j) = |S| - affinity_i with affinity_i = sum over stored j in S of 1 - d_J(i, j)
+    (see :class:`RegionScan`), so the medoid is argmax affinity - no dense block ever.
     """
     m = reg.count
     if m == 0:
@@ -194,12 +177,7 @@ def region_medoids(x: np.ndarray, reg: Regions, table: PairTable | None) -> np.n
     ind = sp.csr_matrix((np.ones(len(members), dtype=np.float32), (r, members)), shape=(m, len(x)))
     sums = np.asarray(ind @ x, dtype=np.float32)
     cos_score = rowdot(x, members, r, sums)
-    if table is not None:
-        w = 1.0 - table.d
-        jac = np.bincount(table.u, weights=w, minlength=len(x)) + np.bincount(table.v, weights=w, minlength=len(x))
-        jac_score = jac[members]
-    else:
-        jac_score = np.zeros(len(members))
+    jac_score = affinity[members] if affinity is not None else np.zeros(len(members))
     order = np.lexsort((members, -cos_score, -jac_score, r))
     first = first_per_group(r[order])
     return members[order[first]]
@@ -219,14 +197,13 @@ def medoid_pairs(x: np.ndarray, medoids: np.ndarray, d: sp.csr_matrix | None, *,
     if m < 2 or k_max < 1:
         return empty
     xm = np.ascontiguousarray(x[medoids])
-    pos = np.full(len(x), -1, dtype=np.int64)
-    pos[medoids] = np.arange(m)
     rows, cols, sims, stored = [], [], [], []
     if d is not None:
-        r, c, val = csr_rows(d, medoids)
-        keep = (pos[c] >= 0) & (c != r)
-        rr, cc = pos[r[keep]], pos[c[keep]]
-        rows.append(rr), cols.append(cc), sims.append(1.0 - val[keep]), stored.append(np.ones(len(rr), bool))
+        sub = d[medoids][:, medoids].tocoo()  # scipy's C loops; explicit zeros are kept
+        keep = sub.row != sub.col
+        rr, cc = sub.row[keep].astype(np.int64), sub.col[keep].astype(np.int64)
+        rows.append(rr), cols.append(cc), sims.append(1.0 - np.asarray(sub.data[keep], dtype=np.float64))
+        stored.append(np.ones(len(rr), bool))
     if d is None or s_min <= 0:
         # if a row has r < k_max stored entries with sim > 0, its other picks are the k_max - r best-cosine
         # sim-0 medoids, and those are all among its k_max best-cosine medoids: k_max candidates suffice
@@ -242,31 +219,31 @@ def medoid_pairs(x: np.ndarray, medoids: np.ndarray, d: sp.csr_matrix | None, *,
             stored.append(np.zeros(len(rr), bool))
     rr, cc = np.concatenate(rows), np.concatenate(cols)
     sim, st = np.concatenate(sims).astype(np.float64), np.concatenate(stored)
-    if len(rr) == 0:
-        return empty
     # one candidate per (row, col); a stored d_J value wins over a cosine-only candidate
     key = rr * np.int64(m) + cc
-    order = np.lexsort((-sim, ~st, key))
-    first = first_per_group(key[order])
-    sel = order[first]
-    rr, cc, sim = rr[sel], cc[sel], sim[sel]
+    if d is not None and s_min <= 0:
+        order = np.lexsort((-sim, ~st, key))
+        sel = order[first_per_group(key[order])]
+        rr, cc, sim = rr[sel], cc[sel], sim[sel]
+    # below s_min a candidate can never be kept, and it ranks after every candidate that can:
+    # dropping it first leaves the top-k_max-then-threshold result unchanged
+    keep = sim >= s_min
+    rr, cc, sim = rr[keep], cc[keep], sim[keep]
+    if len(rr) == 0:
+        return empty
     cos = rowdot(xm, rr, cc)
     order = np.lexsort((cc, -cos, -sim, rr))
     rr, cc, sim = rr[order], cc[order], sim[order]
-    starts = np.searchsorted(rr, rr, side="left")
-    rank = np.arange(len(rr)) - starts
+    rank = np.arange(len(rr)) - np.searchsorted(rr, rr, side="left")
     keep = (rank < k_max) & (sim >= s_min)
-    u, v = medoids[rr[keep]], medoids[cc[keep]]
-    pairs = np.stack([np.minimum(u, v), np.maximum(u, v)], axis=1)
-    if len(pairs) == 0:
+    u, v, sim = medoids[rr[keep]], medoids[cc[keep]], sim[keep]
+    if len(u) == 0:
         return empty
-    pairs = np.unique(pairs, axis=0)
-    if d is not None:
-        table = PairTable.build(len(x), *csr_rows(d, np.unique(pairs.reshape(-1))))
-        psim = 1.0 - table.lookup(pairs[:, 0], pairs[:, 1])
-    else:
-        psim = rowdot(x, pairs[:, 0], pairs[:, 1])
-    return pairs, psim
+    lo, hi = np.minimum(u, v), np.maximum(u, v)
+    key = lo * np.int64(len(x)) + hi
+    order = np.lexsort((-sim, key))  # d_J is symmetric; should it not be, keep the larger sim
+    sel = order[first_per_group(key[order])]
+    return np.stack([lo[sel], hi[sel]], axis=1), sim[sel]
 
 
 # step C: U_us ---------------------------------------------------------------------------------------
@@ -336,91 +313,127 @@ def dense_closest_cross_pairs(keymat: np.ndarray, a: np.ndarray, b: np.ndarray) 
     return np.concatenate(us), np.concatenate(vs)
 
 
-def under_segmentation_pairs(x: np.ndarray, reg: Regions, table: PairTable | None, *, dense_cap: int,
-                             knn_idx: np.ndarray | None = None, pack: int = 512
-                             ) -> tuple[np.ndarray, np.ndarray, int]:
-    """U_us = union of I_k (Eq. 1-3) -> (pairs, region of each pair, number of approximated regions).
+@dataclass
+class RegionScan:
+    """What one pass over the regions' distances yields.
 
-    Regions of at most ``dense_cap`` images are solved exactly from their full distance block (small
-    consecutive regions packed together up to ``pack`` images per block: a "closest pair" of clusters
-    from two different regions is dropped by the other-view test, as no cluster spans two regions).
-    Larger regions only consider candidate pairs among k-NN edges and stored d_J entries inside the
-    region: an approximation, since a cluster pair's true closest pair may lie outside those edges.
+    ``pairs`` (u < v, lexicographic) = U_us with the ``region`` and ``dist`` of each pair;
+    ``affinity[i]`` = sum over stored d_J entries j != i of i's region of 1 - d_J(i, j) (None under
+    cosine dist), the medoid criterion; ``approx`` = number of regions solved on k-NN edges only.
     """
-    a, b = reg.a, reg.b
-    members, starts = region_order(reg.region, reg.count)
-    sizes = np.diff(starts)
-    found_u, found_v = [], []
 
-    # exact: blocks of consecutive small regions ---------------------------------------------------------
-    small = np.flatnonzero(sizes <= dense_cap)
-    batches: list[tuple[int, int]] = []
-    k = 0
-    while k < len(small):  # greedy packing of consecutive small regions (a few thousand at most)
-        r0 = small[k]
-        total, k2 = 0, k
+    pairs: np.ndarray
+    region: np.ndarray
+    dist: np.ndarray
+    affinity: np.ndarray | None
+    approx: int
+
+
+def _pack(sizes: np.ndarray, small: np.ndarray, pack: int) -> list[tuple[int, int]]:
+    """Greedy runs of consecutive small regions holding at most ``pack`` images (or one region)."""
+    batches, k = [], 0
+    while k < len(small):
+        r0, total, k2 = small[k], 0, k
         while k2 < len(small) and small[k2] == r0 + (k2 - k) and (total + sizes[small[k2]] <= pack or k2 == k):
             total += sizes[small[k2]]
             k2 += 1
         batches.append((int(r0), int(small[k2 - 1]) + 1))
         k = k2
-    loc = np.full(len(x), -1, dtype=np.int64)
-    if table is not None and len(table.keys):
-        t_reg = reg.region[table.u]
-        t_order = np.argsort(t_reg, kind="stable")
-        t_reg_sorted = t_reg[t_order]
-    for r0, r1 in batches:
+    return batches
+
+
+def scan_regions(x: np.ndarray, reg: Regions, d: sp.csr_matrix | None, *, dense_cap: int,
+                 knn_idx: np.ndarray | None = None, pack: int = 64, row_chunk: int = 4096) -> RegionScan:
+    """U_us = union of I_k (Eq. 1-3), plus the d_J medoid affinities read on the way.
+
+    dist = d_J (absent = 1) when ``d`` is given, else cosine distance; ties broken by cosine, then
+    by the smaller pair. Regions of at most ``dense_cap`` images are solved exactly from their full
+    distance block (small consecutive regions packed up to ``pack`` images per block: a "closest
+    pair" of two clusters from different regions is dropped by the other-view test, as no cluster
+    spans two regions). Larger regions only consider their k-NN edges (``knn_idx``) as candidate
+    pairs: an approximation, since a cluster pair's true closest pair may lie outside those edges.
+    Only the rows of region members are read from ``d``, block by block.
+    """
+    a, b = reg.a, reg.b
+    n = len(x)
+    members, starts = region_order(reg.region, reg.count)
+    sizes = np.diff(starts)
+    affinity = np.zeros(n) if d is not None else None
+    out_u, out_v, out_d = [], [], []
+
+    # exact: blocks of consecutive small regions -------------------------------------------------------
+    for r0, r1 in _pack(sizes, np.flatnonzero(sizes <= dense_cap), pack):
         idx = members[starts[r0]:starts[r1]]
         if len(idx) < 2:
             continue
         xb = x[idx]
         cosd = 1.0 - xb @ xb.T
-        if table is not None:
+        if d is not None:
+            sub = d[idx][:, idx].tocoo()  # local coordinates; explicit zeros kept
+            lreg = reg.region[idx]
+            keep = (sub.row != sub.col) & (lreg[sub.row] == lreg[sub.col])
+            lr, lc, val = sub.row[keep], sub.col[keep], np.asarray(sub.data[keep], dtype=np.float32)
+            affinity[idx] = np.bincount(lr, weights=1.0 - val.astype(np.float64), minlength=len(idx))
             block = np.ones((len(idx), len(idx)), dtype=np.float32)
-            if len(table.keys):
-                lo, hi = np.searchsorted(t_reg_sorted, [r0, r1])
-                ent = t_order[lo:hi]
-                loc[idx] = np.arange(len(idx))
-                lu, lv = loc[table.u[ent]], loc[table.v[ent]]
-                block[lu, lv] = table.d[ent]
-                block[lv, lu] = table.d[ent]
+            block[lr, lc] = val
+            block = np.minimum(block, block.T)
         else:
             block = cosd
-        lu, lv = dense_closest_cross_pairs(order_key(block, cosd), a[idx], b[idx])
-        found_u.append(idx[lu]), found_v.append(idx[lv])
+        key = order_key(block, cosd)
+        key = np.minimum(key, key.T)  # BLAS need not give bitwise-symmetric x x^T
+        lu, lv = dense_closest_cross_pairs(key, a[idx], b[idx])
+        out_u.append(idx[lu]), out_v.append(idx[lv]), out_d.append(block[lu, lv].astype(np.float64))
 
     # approximate: k-NN edges inside large regions ------------------------------------------------------
     large = np.flatnonzero(sizes > dense_cap)
     if len(large):
         if knn_idx is None:
             raise ValueError("regions larger than dense_cap need k-NN lists (knn_idx)")
-        big = np.isin(reg.region, large)
-        rows = np.flatnonzero(big)
-        nb = knn_idx[rows]
-        eu = np.repeat(rows, nb.shape[1])
-        ev = nb.reshape(-1).astype(np.int64)
-        ok = (ev >= 0) & (ev != eu)
-        eu, ev = eu[ok], ev[ok]
-        ok = reg.region[ev] == reg.region[eu]
-        eu, ev = eu[ok], ev[ok]
-        if table is not None and len(table.keys):
-            tb = big[table.u]
-            eu, ev = np.concatenate([eu, table.u[tb]]), np.concatenate([ev, table.v[tb]])
+        rows = np.concatenate([members[starts[r]:starts[r + 1]] for r in large])
+        loc = np.zeros(n, dtype=np.int64)
+        eu_all, ev_all, ed_all = [], [], []
+        for s0 in range(0, len(rows), row_chunk):
+            chunk = rows[s0:s0 + row_chunk]
+            nb = np.asarray(knn_idx[chunk], dtype=np.int64)
+            eu = np.repeat(chunk, nb.shape[1])
+            ev = nb.reshape(-1)
+            ok = (ev >= 0) & (ev != eu)
+            eu, ev = eu[ok], ev[ok]
+            ok = reg.region[ev] == reg.region[eu]
+            eu, ev = eu[ok], ev[ok]
+            if d is not None:
+                pos, col, val = row_entries(d, chunk)
+                inreg = (reg.region[col] == reg.region[chunk[pos]]) & (col != chunk[pos])
+                affinity[chunk] = np.bincount(pos[inreg], weights=1.0 - val[inreg], minlength=len(chunk))
+                ekeys = pos * np.int64(n) + col
+                order = np.argsort(ekeys, kind="stable")
+                ekeys, val = ekeys[order], val[order]
+                loc[chunk] = np.arange(len(chunk))
+                q = loc[eu] * np.int64(n) + ev
+                at = np.minimum(np.searchsorted(ekeys, q), max(len(ekeys) - 1, 0))
+                hit = (ekeys[at] == q) if len(ekeys) else np.zeros(len(q), bool)
+                ed = np.where(hit, val[at] if len(ekeys) else 1.0, 1.0)
+            else:
+                ed = np.zeros(len(eu))
+            eu_all.append(eu), ev_all.append(ev), ed_all.append(ed)
+        eu, ev, ed = np.concatenate(eu_all), np.concatenate(ev_all), np.concatenate(ed_all)
         gu, gv = np.minimum(eu, ev), np.maximum(eu, ev)
-        key = np.unique(gu * np.int64(len(x)) + gv)
-        gu, gv = key // len(x), key % len(x)  # lexicographic order
+        ekey = gu * np.int64(n) + gv
+        order = np.lexsort((ed, ekey))  # an edge seen from both ends: keep the smaller d_J
+        sel = order[first_per_group(ekey[order])]  # ... and lexicographic order
+        gu, gv, ed = gu[sel], gv[sel], ed[sel]
         cosd = 1.0 - rowdot(x, gu, gv)
-        dist = table.lookup(gu, gv) if table is not None else cosd
+        dist = ed if d is not None else cosd
         sel = closest_cross_pairs(order_key(dist, cosd), gu, gv, a, b)
-        found_u.append(gu[sel]), found_v.append(gv[sel])
+        out_u.append(gu[sel]), out_v.append(gv[sel]), out_d.append(np.asarray(dist, dtype=np.float64)[sel])
 
-    if not found_u:
-        return np.zeros((0, 2), np.int64), np.zeros(0, np.int64), int(len(large))
-    u, v = np.concatenate(found_u), np.concatenate(found_v)
-    pairs = np.stack([u, v], axis=1).astype(np.int64)
-    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-    pairs = pairs[order]
-    return pairs, reg.region[pairs[:, 0]].astype(np.int64), int(len(large))
+    if not out_u:
+        z = np.zeros(0, np.int64)
+        return RegionScan(np.zeros((0, 2), np.int64), z, np.zeros(0), affinity, int(len(large)))
+    u, v, dd = np.concatenate(out_u), np.concatenate(out_v), np.concatenate(out_d)
+    order = np.lexsort((v, u))
+    pairs = np.stack([u[order], v[order]], axis=1).astype(np.int64)
+    return RegionScan(pairs, reg.region[pairs[:, 0]].astype(np.int64), dd[order], affinity, int(len(large)))
 
 
 # step D: the sampling distribution ----------------------------------------------------------------------

@@ -88,9 +88,9 @@ def test_figure1_medoids_and_u_os():
 def test_figure1_u_us_keeps_one_pair_per_ambiguity():
     x = circle(FIG_ANGLES)
     reg = fig_regions()
-    pairs, preg, approx = pools.under_segmentation_pairs(x, reg, None, dense_cap=2048)
-    assert approx == 0
-    got = {tuple(p): int(r) for p, r in zip(pairs.tolist(), preg)}
+    scan = pools.scan_regions(x, reg, None, dense_cap=2048)
+    assert scan.approx == 0 and scan.affinity is None
+    got = {tuple(p): int(r) for p, r in zip(scan.pairs.tolist(), scan.region)}
     assert got == {k: v[1] for k, v in FIG_US.items()}
     # the caption's redundant pairs (x1,x6), (x2,x6) resolve the same ambiguity as (x4,x6): absent
     assert (0, 5) not in got and (1, 5) not in got and (2, 5) not in got
@@ -190,9 +190,10 @@ def brute_regions(a, b) -> list[set[int]]:
     return sorted(comps.values(), key=min)
 
 
-def random_labels(rng, n, ka, kb):
-    a = rng.integers(0, ka, n)
-    b = rng.integers(0, kb, n)
+def random_labels(rng, n, ka, kb, groups=1):
+    g = rng.integers(0, groups, n) * 100  # independent groups -> several regions
+    a = g + rng.integers(0, ka, n)
+    b = g + rng.integers(0, kb, n)
     # plant a few identical clusters so that consistent components exist
     same = rng.random(n) < 0.3
     b[same] = 1000 + a[same]
@@ -204,7 +205,7 @@ def test_regions_equal_brute_force_closure():
     rng = np.random.default_rng(1)
     for _ in range(200):
         n = int(rng.integers(1, 30))
-        a, b = random_labels(rng, n, int(rng.integers(1, 8)), int(rng.integers(1, 8)))
+        a, b = random_labels(rng, n, int(rng.integers(1, 8)), int(rng.integers(1, 8)), int(rng.integers(1, 4)))
         reg = pools.find_regions(a, b)
         got = [set(np.flatnonzero(reg.region == k).tolist()) for k in range(reg.count)]
         assert got == brute_regions(a, b)
@@ -222,7 +223,7 @@ def random_problem(rng, n, *, jaccard, ties=False):
     else:
         x = rng.standard_normal((n, 3)).astype(np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-    a, b = random_labels(rng, n, int(rng.integers(2, 6)), int(rng.integers(2, 6)))
+    a, b = random_labels(rng, n, int(rng.integers(2, 6)), int(rng.integers(2, 6)), int(rng.integers(1, 4)))
     d = None
     if jaccard:  # quantised, so that ties in d_J are common; absent entries (=1) and explicit zeros
         full = rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], size=(n, n))
@@ -267,18 +268,20 @@ def test_u_us_equals_brute_force(jaccard, ties):
         n = int(rng.integers(2, 40 if ties else 26))
         x, a, b, d, dense = random_problem(rng, n, jaccard=jaccard, ties=ties)
         reg = pools.find_regions(a, b)
-        table = pools.internal_table(d, reg.region) if jaccard else None
         want = brute_u_us(x, a, b, dense)
+        dist = (1 - x.astype(np.float64) @ x.T.astype(np.float64)) if dense is None else dense
         # exact path, packed and unpacked
         for pack in (512, 1):
-            pairs, preg, approx = pools.under_segmentation_pairs(x, reg, table, dense_cap=2048, pack=pack)
-            assert approx == 0
-            assert {tuple(p): int(r) for p, r in zip(pairs.tolist(), preg)} == want
-        # approximate path with complete neighbour lists is exact as well
+            scan = pools.scan_regions(x, reg, d, dense_cap=2048, pack=pack)
+            assert scan.approx == 0
+            assert {tuple(p): int(r) for p, r in zip(scan.pairs.tolist(), scan.region)} == want
+            np.testing.assert_allclose(scan.dist, [dist[p] for p in map(tuple, scan.pairs.tolist())], atol=1e-6)
+        # approximate path with complete neighbour lists is exact as well (small row chunks on purpose)
         knn = np.argsort(-(x @ x.T), axis=1, kind="stable")
-        pairs, preg, approx = pools.under_segmentation_pairs(x, reg, table, dense_cap=2, knn_idx=knn)
-        assert approx == int((reg.size > 2).sum())
-        assert {tuple(p): int(r) for p, r in zip(pairs.tolist(), preg)} == want
+        scan = pools.scan_regions(x, reg, d, dense_cap=2, knn_idx=knn, row_chunk=3)
+        assert scan.approx == int((reg.size > 2).sum())
+        assert {tuple(p): int(r) for p, r in zip(scan.pairs.tolist(), scan.region)} == want
+        np.testing.assert_allclose(scan.dist, [dist[p] for p in map(tuple, scan.pairs.tolist())], atol=1e-6)
 
 
 def test_approximate_path_only_uses_knn_edges():
@@ -286,12 +289,12 @@ def test_approximate_path_only_uses_knn_edges():
     x, a, b, _, _ = random_problem(rng, 40, jaccard=False)
     reg = pools.find_regions(a, b)
     knn = np.argsort(-(x @ x.T), axis=1, kind="stable")[:, :4]
-    pairs, _, approx = pools.under_segmentation_pairs(x, reg, None, dense_cap=2, knn_idx=knn)
-    assert approx > 0
+    scan = pools.scan_regions(x, reg, None, dense_cap=2, knn_idx=knn)
+    assert scan.approx > 0
     edges = {(min(i, j), max(i, j)) for i in range(40) for j in knn[i]}
-    assert all(tuple(p) in edges for p in pairs.tolist())
+    assert all(tuple(p) in edges for p in scan.pairs.tolist())
     with pytest.raises(ValueError, match="knn"):
-        pools.under_segmentation_pairs(x, reg, None, dense_cap=2)
+        pools.scan_regions(x, reg, None, dense_cap=2)
 
 
 def test_medoids_equal_brute_force():
@@ -300,8 +303,10 @@ def test_medoids_equal_brute_force():
         for _ in range(40):
             x, a, b, d, dense = random_problem(rng, int(rng.integers(2, 26)), jaccard=jaccard)
             reg = pools.find_regions(a, b)
-            table = pools.internal_table(d, reg.region) if jaccard else None
-            med = pools.region_medoids(x, reg, table)
+            knn = np.argsort(-(x @ x.T), axis=1, kind="stable")
+            cap = int(rng.choice([2, 2048]))  # affinities read on the exact and on the k-NN path alike
+            scan = pools.scan_regions(x, reg, d, dense_cap=cap, knn_idx=knn)
+            med = pools.region_medoids(x, reg, scan.affinity)
             cos = x.astype(np.float64) @ x.T.astype(np.float64)
             for k, s in enumerate(brute_regions(a, b)):
                 s = sorted(s)
@@ -465,10 +470,55 @@ def test_real_views_pool_statistics():
     s = AASSampler()
     pairs = s.select(ctx, 1000, np.random.default_rng(0))
     st = s.stats_
-    assert st["pool"] == st["drawn"] == len(pairs) or st["drawn"] == len(pairs) <= st["pool"]
+    assert st["drawn"] == len(pairs) == min(1000, st["pool"]) and st["pool"] > 0  # every pool pair has P > 0
     assert st["u_us"] == st["pairs_ii"] + st["pairs_io"] + st["pairs_oo"]
     assert st["pool"] <= st["u_os"] + st["u_us"]
     assert not ctx.constraints.is_known(pairs).any()
+    s = AASSampler(finch_level=40)  # more levels than FINCH makes: the coarsest one, flagged
+    s.select(ctx, 10, np.random.default_rng(0))
+    assert s.stats_["finch_clamped"] is True
+
+
+def test_figure1_with_np3_merges_views_and_promotes_ml_linked_outliers(monkeypatch):
+    """ML(0,2) joins S1's two A-clusters and its two B-clusters -> identical views, S1 disappears.
+    ML(10,12) links outlier 10 to the consistent cluster {12,13,14} in both views, so in S3 the A-clusters
+    are {10,12,13,14}, {11}, {16} under one B-cluster: closest pairs (10,11), (10,16), (11,16) stay, but
+    10 now counts as an inlier -> types io, io, oo. S2 is untouched."""
+    pytest.importorskip("alreid.clustering.np3")
+    s = fig_sampler(monkeypatch, apply_constraints="np3", s_min=0.99)
+    store = ConstraintStore(17)
+    store.add(0, 2, True)
+    store.add(10, 12, True)
+    pairs = s.select(fig_context(store), 100, np.random.default_rng(0))
+    assert {tuple(p) for p in pairs.tolist()} == {(7, 8), (8, 9), (10, 11), (10, 16), (11, 16)}
+    st = s.stats_
+    assert (st["regions"], st["pairs_ii"], st["pairs_io"], st["pairs_oo"]) == (2, 1, 3, 1)
+    # the same answers without NP3: S1 stays a region (its pairs (3,5), (4,5) are not implied by ML(0,2))
+    s = fig_sampler(monkeypatch, apply_constraints="none", s_min=0.99)
+    pairs = s.select(fig_context(store), 100, np.random.default_rng(0))
+    assert {(3, 5), (4, 5)} <= {tuple(p) for p in pairs.tolist()} and s.stats_["pairs_oo"] == 3
+
+
+def test_jaccard_rank_first_neighbour_equals_brute_force():
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        n = int(rng.integers(3, 30))
+        x, _, _, d, dense = random_problem(rng, n, jaccard=True)
+        if rng.random() < 0.5:  # some rows with nothing stored but the diagonal -> cosine fallback
+            lonely = rng.choice(n, 2, replace=False)
+            coo = d.tocoo()
+            keep = (coo.row == coo.col) | ~(np.isin(coo.row, lonely) | np.isin(coo.col, lonely))
+            d = sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=(n, n))
+        ctx = SamplingContext(features=x, labels=np.arange(n), outliers=np.zeros(n, bool),
+                              constraints=ConstraintStore(n), neighbours=NeighbourCache(x))
+        got = AASSampler()._jaccard_first_neighbour(ctx, pools.as_csr(d))
+        cos = x.astype(np.float64) @ x.T.astype(np.float64)
+        coo = d.tocoo()
+        present = {(int(i), int(j)): float(v) for i, j, v in zip(coo.row, coo.col, coo.data) if i != j}
+        for i in range(n):
+            cand = [(v, -cos[i, j], j) for (r, j), v in present.items() if r == i]
+            want = min(cand)[2] if cand else max((j for j in range(n) if j != i), key=lambda j: (cos[i, j], -j))
+            assert got[i] == want, (i, got[i], want)
 
 
 def test_cli_end_to_end(tmp_path):
@@ -478,17 +528,19 @@ def test_cli_end_to_end(tmp_path):
         exe = shutil.which("alreid")
     if exe is None:
         pytest.skip("alreid entry point not installed")
-    proc = subprocess.run([str(exe), "run", "--dataset", "synthetic", "--method", "aas", "--seed", "0", "--cycles", "2"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    # a smaller cousin of `alreid run --dataset synthetic --method aas --seed 0 --cycles 2` (training is the slow part)
+    cmd = [str(exe), "run", "--dataset", "synthetic:n_images=400", "--method", "aas", "--seed", "0", "--cycles", "2",
+           "--trainer-param", "iters=5"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "pool" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "regions=" in out and "u_us=" in out and "drawn=" in out
 
 
-def test_pair_table_is_symmetric_and_keeps_the_smaller_value():
+def test_csr_values_absent_is_one_explicit_zero_is_zero():
     d = sp.csr_matrix(([0.0, 0.4, 0.7, 0.2, 0.0], ([0, 0, 1, 2, 2], [0, 1, 0, 0, 2])), shape=(4, 4))
-    t = pools.PairTable.build(4, *pools.csr_rows(d, np.arange(4)))
-    np.testing.assert_allclose(t.lookup(np.array([0, 1, 0, 2, 3]), np.array([1, 0, 2, 0, 1])), [0.4, 0.4, 0.2, 0.2, 1])
-    e = sp.csr_matrix(([0.0], ([1], [3])), shape=(4, 4))  # an explicit zero is a real zero, not "absent"
-    e.data[:] = 0.0
-    t = pools.PairTable.build(4, *pools.csr_rows(e, np.arange(4)))
-    assert t.lookup(np.array([3]), np.array([1]))[0] == 0.0
+    e = sp.csr_matrix(([0.0], ([1], [3])), shape=(4, 4))
+    assert e.nnz == 1  # an explicit zero is a real zero (identical neighbourhoods), not "absent"
+    np.testing.assert_allclose(pools.csr_values(d, np.array([0, 1, 2, 3, 0]), np.array([1, 0, 0, 1, 0])),
+                               [0.4, 0.7, 0.2, 1.0, 0.0])
+    np.testing.assert_allclose(pools.csr_values(e, np.array([1, 3, 0]), np.array([3, 1, 0])), [0.0, 1.0, 1.0])
