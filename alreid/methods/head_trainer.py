@@ -18,7 +18,7 @@ class HeadTrainer(Trainer):
     name = "head"
     description = "residual projection head on frozen features, hybrid-memory contrastive loss (fast, CPU)"
 
-    def __init__(self, *, hidden: int = 256, iters: int = 200, batch_size: int = 128, lr: float = 1e-3,
+    def __init__(self, *, hidden: int = 256, iters: int = 100, batch_size: int = 128, lr: float = 3.5e-4,
                  weight_decay: float = 5e-4, temperature: float = 0.05, momentum: float = 0.2,
                  threads: int | None = 1) -> None:
         self.hidden = hidden

@@ -54,9 +54,9 @@ class ResidualHead(nn.Module):
 @dataclass
 class HeadSettings:
     hidden: int = 256
-    iters: int = 200
+    iters: int = 100
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3.5e-4
     weight_decay: float = 5e-4
     temperature: float = 0.05
     momentum: float = 0.2
