@@ -53,14 +53,16 @@ class ResidualHead(nn.Module):
 
 @dataclass
 class HeadSettings:
-    hidden: int = 256
-    iters: int = 100
-    batch_size: int = 128
-    lr: float = 3.5e-4
-    weight_decay: float = 5e-4
-    temperature: float = 0.05
-    momentum: float = 0.2
-    threads: int | None = 1
+    """Training settings; the defaults live in :class:`alreid.methods.head_trainer.HeadTrainer` only."""
+
+    hidden: int
+    iters: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    temperature: float
+    momentum: float
+    threads: int | None
 
 
 class HeadLearner:
