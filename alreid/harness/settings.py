@@ -29,6 +29,15 @@ class ClusteringSettings(_Strict):
     knn_index: Literal["exact", "hnsw"] = "exact"
 
 
+class Np3Settings(_Strict):
+    """NP3's choices where the paper is silent (spec 1.10, ASSUMPTION register)."""
+
+    exact_colouring_max: int = Field(12, ge=0)
+    colouring: Literal["dsatur", "largest_first"] = "dsatur"
+    cost: Literal["cosine", "euclidean"] = "cosine"
+    unconstrained: Literal["nearest"] = "nearest"
+
+
 class ProtocolSettings(_Strict):
     """Open-set evaluation protocol (spec 5.2), fixed per dataset and split seed."""
 
@@ -54,6 +63,7 @@ class TrialConfig(_Strict):
     budget_pairs: Optional[int] = Field(None, ge=0)
     budget_rounding: Literal["ceil", "floor", "round"] = "ceil"
     refine: Literal["np3", "ml_merge", "none"] = "np3"
+    np3: Np3Settings = Field(default_factory=Np3Settings)
     oracle_error_rate: float = Field(0.0, ge=0.0, lt=0.5)
     clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
     protocol: ProtocolSettings = Field(default_factory=ProtocolSettings)

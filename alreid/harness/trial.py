@@ -78,7 +78,8 @@ def oracle_identities(identities: np.ndarray) -> np.ndarray:
     return ids
 
 
-def refine_labels(labels: np.ndarray, constraints: ConstraintStore, features: np.ndarray, mode: str) -> np.ndarray:
+def refine_labels(labels: np.ndarray, constraints: ConstraintStore, features: np.ndarray, mode: str,
+                  np3_options: dict[str, Any] | None = None) -> np.ndarray:
     """Make pseudo-labels honour the constraints: NP3 (default), must-link merge only, or nothing."""
     if mode == "none" or len(constraints) == 0:
         return labels
@@ -96,7 +97,7 @@ def refine_labels(labels: np.ndarray, constraints: ConstraintStore, features: np
         return out
     from alreid.clustering.np3 import np3
 
-    return np3(labels, constraints.ml_pairs(), constraints.cl_pairs(), features)
+    return np3(labels, constraints.ml_pairs(), constraints.cl_pairs(), features, **(np3_options or {}))
 
 
 class Trial:
@@ -192,12 +193,13 @@ class Trial:
                 self.constraints.add_many(pairs, answers, cycle=cycle)
                 rec["pairs_asked"] = int(len(pairs))
                 rec["pairs_ml"] = int(answers.sum())
-            refined = refine_labels(labels, self.constraints, z, cfg.refine)
+            np3_options = cfg.np3.model_dump()
+            refined = refine_labels(labels, self.constraints, z, cfg.refine, np3_options)
             t_t = time.perf_counter()
             stats = self.trainer.fit_cycle(CycleInput(
                 cycle=cycle, seed=stream_seed(cfg.seed, cycle, "trainer"), train_idx=self.train_idx,
                 pseudo_labels=refined, constraints=self.constraints,
-                refine=lambda lab, feats: refine_labels(lab, self.constraints, feats, cfg.refine),
+                refine=lambda lab, feats: refine_labels(lab, self.constraints, feats, cfg.refine, np3_options),
                 identities=self.pool_identities))
             rec["seconds_training"] = time.perf_counter() - t_t
             rec.update({k: v for k, v in stats.items() if np.isscalar(v)})
