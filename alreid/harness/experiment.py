@@ -1,0 +1,354 @@
+"""A benchmark experiment read from YAML: which datasets x methods x seeds to run, and where results go.
+
+Every (dataset, method, seed[, sweep point]) becomes one :class:`TrialConfig`, validated together with
+its sampler, trainer and dataset names before Ray starts, so a typo fails in a second, not an hour in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from alreid.errors import AlreidError, ConfigError
+from alreid.harness.settings import ClusteringSettings, ProtocolSettings, format_validation_error, make_trial_config
+
+#: Adapters whose argument starts with a filesystem path (resolved to an absolute path on the driver,
+#: because Ray workers do not share the driver's working directory).
+PATH_ADAPTERS = frozenset({"embeddings", "metadata", "folders", "market1501", "personx", "wildlife"})
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Resources(_Strict):
+    """Logical resources of one trial; fractional GPUs let several trials share a card."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class MethodSpec(_Strict):
+    """One row of the comparison: a sampler with a trainer (``sampler: none`` = unsupervised baseline)."""
+
+    name: Optional[str] = Field(None, validation_alias=AliasChoices("name", "label"))
+    sampler: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    trainer: Optional[str] = None
+    trainer_params: Optional[dict[str, Any]] = None
+    resources: Optional[Resources] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``- aas`` in YAML means ``- {sampler: aas}``."""
+        return {"sampler": data} if isinstance(data, str) else data
+
+
+class SweepSpec(_Strict):
+    """A grid over hyperparameters of one method; each point becomes its own row label."""
+
+    method: Optional[str] = None
+    params: dict[str, list[Any]] = Field(min_length=1)
+
+    @field_validator("params")
+    @classmethod
+    def _non_empty_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [k for k, vals in v.items() if not vals]
+        if empty:
+            raise ValueError(f"sweep axis {', '.join(empty)} has no values")
+        return v
+
+
+class ExperimentConfig(_Strict):
+    """The YAML schema of ``alreid bench`` / ``alreid sweep`` (see configs/default.yaml)."""
+
+    name: str
+    description: str = ""
+    datasets: list[str] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+    seeds: Union[int, list[int]] = 3
+    cycles: int = Field(5, ge=0, le=1000)
+    budget_fraction: float = Field(2e-4, gt=0.0, le=1.0)
+    budget_pairs: Optional[int] = Field(None, ge=0)
+    budget_rounding: Literal["ceil", "floor", "round"] = "ceil"
+    refine: Literal["np3", "ml_merge", "none"] = "np3"
+    oracle_error_rate: float = Field(0.0, ge=0.0, lt=0.5)
+    trainer: str = "head"
+    trainer_params: dict[str, Any] = Field(default_factory=dict)
+    clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
+    protocol: ProtocolSettings = Field(default_factory=ProtocolSettings)
+    resources: Resources = Field(default_factory=Resources)
+    storage_path: str = "results"
+    tracking_uri: Optional[str] = None
+    mlflow_experiment: Optional[str] = None
+    max_failures: int = Field(2, ge=-1)
+    max_concurrent: Optional[int] = Field(None, ge=1)
+    reference: str = "aas"
+    metric: str = "mAP"
+    sweep: Optional[SweepSpec] = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("must be a folder name: letters, digits, '_', '-', '.' (it names results/<name>)")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_list(cls, v: Union[int, list[int]]) -> Union[int, list[int]]:
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError("must be >= 1 (a count) or a list of seeds")
+        elif not v or len(set(v)) != len(v):
+            raise ValueError("must be a non-empty list of distinct seeds")
+        return v
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow URI: the configured one, else an sqlite file next to the results (never ./mlruns)."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{Path(self.storage_path).expanduser().resolve() / 'mlflow.db'}"
+
+    def results_dir(self) -> Path:
+        return Path(self.storage_path).expanduser().resolve() / self.name
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What one Ray trial receives in its config: small, JSON-able, and enough to rebuild the trial."""
+
+    key: str
+    label: str
+    dataset: str
+    seed: int
+    trial: dict[str, Any]
+    resources: dict[str, float]
+    #: every sampler/trainer hyperparameter including defaults, for the record (MLflow params)
+    hyper: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "label": self.label, "dataset": self.dataset, "seed": self.seed,
+                "trial": self.trial, "resources": self.resources, "hyper": self.hyper}
+
+
+@dataclass
+class Plan:
+    """The validated experiment and its expanded trials, in run order."""
+
+    config: ExperimentConfig
+    source: str
+    trials: list[TrialSpec] = field(default_factory=list)
+    sweep: bool = False
+    smoke: bool = False
+
+    @property
+    def results_dir(self) -> Path:
+        return self.config.results_dir()
+
+    @property
+    def labels(self) -> list[str]:
+        return list(dict.fromkeys(t.label for t in self.trials))
+
+    def fingerprint(self) -> str:
+        """A hash of every trial's settings: resuming with a changed config must be refused."""
+        blob = json.dumps([t.as_dict() for t in self.trials], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ loading
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment file; every problem is one ConfigError naming the file."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"experiment config {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    return parse_experiment(data, source=str(p))
+
+
+def parse_experiment(data: dict[str, Any], *, source: str = "experiment config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_validation_error(exc, 'experiment config')}") from None
+    except TypeError as exc:  # e.g. a non-string key
+        raise ConfigError(f"{source}: invalid experiment config: {exc}") from None
+
+
+def apply_overrides(cfg: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
+    """A copy with the CLI overrides that are not None (storage_path, tracking_uri, max_concurrent)."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return cfg.model_copy(update=changes) if changes else cfg
+
+
+# ------------------------------------------------------------------------------------------ planning
+def _absolute_dataset(spec: str) -> str:
+    """Make the path of a file-backed dataset absolute when it exists here; other specs are kept."""
+    from alreid.datasets.base import parse_dataset_spec
+
+    name, arg = parse_dataset_spec(spec)
+    if name not in PATH_ADAPTERS or not arg:
+        return spec
+    head = re.split(r"[?]", arg, maxsplit=1)[0]
+    rest = arg[len(head):]
+    p = Path(head).expanduser()
+    if not p.is_absolute() and p.exists():
+        return f"{name}:{p.resolve()}{rest}"
+    return spec
+
+
+def dataset_short_name(spec: str) -> str:
+    """A readable, file-safe name for trial names: the ``?subset=`` value, else the last path part."""
+    from alreid.datasets.base import parse_dataset_spec
+
+    name, arg = parse_dataset_spec(spec)
+    if not arg:
+        short = name
+    elif name in PATH_ADAPTERS:
+        path, _, query = arg.partition("?")
+        opts = dict(item.partition("=")[::2] for item in re.split(r"[&,]", query) if item)
+        short = opts.get("subset") or Path(path.rstrip("/")).name or name
+    else:
+        short = f"{name}_{arg}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", short).strip("_") or name
+
+
+def _fmt_value(v: Any) -> str:
+    return repr(v) if isinstance(v, str) else json.dumps(v)
+
+
+def sweep_label(base: str, point: dict[str, Any]) -> str:
+    """``aas[epsilon=0.4,k_max=5,s_min=0.3]``: the row label of one sweep point."""
+    return f"{base}[{','.join(f'{k}={_fmt_value(v)}' for k, v in point.items())}]"
+
+
+def trial_key(label: str, dataset_short: str, seed: int) -> str:
+    """A unique, file-safe trial name: ``aas-epsilon=0.4-k_max=5__synthetic__seed0``."""
+    safe = label.replace("[", "-").replace("]", "").replace(",", "-")
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{safe}__{dataset_short}__seed{seed}")
+
+
+def _method_rows(cfg: ExperimentConfig, *, sweep: bool, smoke: bool) -> list[tuple[str, MethodSpec]]:
+    rows = []
+    for m in cfg.methods:
+        rows.append((m.name or m.sampler, m))
+    labels = [r[0] for r in rows]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise ConfigError(f"methods {', '.join(map(repr, dupes))} appear more than once; give each row a distinct "
+                          f"'name' (e.g. name: clustercontrast for sampler none with trainer clustercontrast)")
+    if not sweep:
+        return rows
+    if cfg.sweep is None:
+        raise ConfigError("this config has no 'sweep' section; add sweep: {method: aas, params: {epsilon: [...]}} "
+                          "or run it with 'alreid bench'")
+    target = cfg.sweep.method or (labels[0] if len(labels) == 1 else None)
+    if target is None:
+        raise ConfigError(f"sweep.method is required when the config lists several methods ({', '.join(labels)})")
+    if target not in labels:
+        raise ConfigError(f"sweep.method {target!r} is not one of the methods: {', '.join(labels)}")
+    axes = {k: (v[:2] if smoke else v) for k, v in cfg.sweep.params.items()}
+    out = []
+    for label, m in rows:
+        if label != target:
+            out.append((label, m))
+            continue
+        for values in itertools.product(*axes.values()):
+            point = dict(zip(axes, values))
+            out.append((sweep_label(label, point), m.model_copy(update={"params": {**m.params, **point}})))
+    return out
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(params, default=str))
+
+
+def _check_plugins(label: str, m: MethodSpec, trainer: str, trainer_params: dict[str, Any]) -> dict[str, Any]:
+    """Build the sampler and trainer once (name and parameter checks); returns their full parameters."""
+    from alreid.registry import SAMPLERS, TRAINERS
+
+    try:
+        sampler = SAMPLERS.get(m.sampler).from_params(m.params)
+        trainer_obj = TRAINERS.get(trainer).from_params(trainer_params)
+    except AlreidError as exc:
+        raise type(exc)(f"method {label!r}: {exc}") from None
+    return {"params": _jsonable(sampler.get_params()), "trainer_params": _jsonable(trainer_obj.get_params())}
+
+
+def _check_dataset(spec: str) -> None:
+    from alreid.datasets.base import parse_dataset_spec
+    from alreid.registry import DATASETS
+
+    name, _ = parse_dataset_spec(spec)
+    DATASETS.get(name)  # unknown names list the known ones
+
+
+def plan_experiment(cfg: ExperimentConfig, *, source: str = "experiment config", sweep: bool = False,
+                    smoke: bool = False, check_plugins: bool = True) -> Plan:
+    """Expand datasets x methods x seeds (x sweep points) into validated trials.
+
+    ``smoke`` keeps one seed, at most two cycles and two values per sweep axis, and renames the
+    experiment ``<name>-smoke`` so a CI run never mixes with real results.
+    """
+    try:
+        if smoke:
+            cfg = cfg.model_copy(update={"name": f"{cfg.name}-smoke", "seeds": cfg.seed_list()[:1],
+                                         "cycles": min(cfg.cycles, 2)})
+        rows = _method_rows(cfg, sweep=sweep, smoke=smoke)
+        datasets = [_absolute_dataset(d) for d in cfg.datasets]
+        if len(set(datasets)) != len(datasets):
+            raise ConfigError("datasets lists the same dataset twice")
+        shorts = [dataset_short_name(d) for d in datasets]
+        shorts = [s if shorts.count(s) == 1 else f"{s}{i}" for i, s in enumerate(shorts)]
+        if check_plugins:
+            for d in datasets:
+                _check_dataset(d)
+        plan = Plan(config=cfg, source=source, sweep=sweep, smoke=smoke)
+        hyper: dict[str, dict[str, Any]] = {}
+        for d, short in zip(datasets, shorts):
+            for label, m in rows:
+                trainer = m.trainer or cfg.trainer
+                tparams = {**(cfg.trainer_params if trainer == cfg.trainer else {}), **(m.trainer_params or {})}
+                if check_plugins and label not in hyper:
+                    hyper[label] = _check_plugins(label, m, trainer, tparams)
+                res = (m.resources or cfg.resources).model_dump()
+                for seed in cfg.seed_list():
+                    tc = make_trial_config({
+                        "dataset": d, "method": m.sampler, "params": m.params, "trainer": trainer,
+                        "trainer_params": tparams, "seed": seed, "cycles": cfg.cycles,
+                        "budget_fraction": cfg.budget_fraction, "budget_pairs": cfg.budget_pairs,
+                        "budget_rounding": cfg.budget_rounding, "refine": cfg.refine,
+                        "oracle_error_rate": cfg.oracle_error_rate, "clustering": cfg.clustering.model_dump(),
+                        "protocol": cfg.protocol.model_dump()})
+                    key = trial_key(label, short, seed)
+                    plan.trials.append(TrialSpec(key=key, label=label, dataset=d, seed=seed,
+                                                 trial=tc.model_dump(mode="json"), resources=res,
+                                                 hyper=hyper.get(label, {})))
+        return plan
+    except AlreidError as exc:
+        raise type(exc)(f"{source}: {exc}") from None
+
+
+def load_plan(path: str | Path, *, sweep: bool = False, smoke: bool = False, **overrides: Any) -> Plan:
+    """Read, override, expand and validate: what ``alreid bench/sweep`` do before touching Ray."""
+    cfg = apply_overrides(load_experiment(path), **overrides)
+    return plan_experiment(cfg, source=str(path), sweep=sweep, smoke=smoke)

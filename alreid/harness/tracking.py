@@ -1,0 +1,287 @@
+"""MLflow tracking of a benchmark, written from the Ray driver only.
+
+One parent run per benchmark and one nested run per trial. Workers never talk to MLflow: the driver
+creates the experiment once (no creation or schema-migration races on sqlite), reuses a trial's run
+when Ray retries or resumes it (no duplicate or forever-RUNNING runs), and marks it FAILED only when
+the trial has finally errored. Per-cycle metrics are buffered and sent with ``log_batch`` (one call
+per trial, plus a periodic flush for long trials), because a write per result stalls Tune's loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+STATE_FILE = "mlflow.json"
+#: Identity columns of a record that are not metrics.
+_NOT_METRICS = {"seed", "cycle", "trial_id", "trial_key", "label", "dataset", "method", "trainer"}
+_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+def code_version() -> dict[str, str]:
+    """alreid's version plus the git commit of its source tree when it is a checkout."""
+    from alreid import __version__
+
+    tags = {"alreid.version": __version__}
+    src = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return tags
+    if commit:
+        tags.update({"alreid.git_commit": commit, "mlflow.source.git.commit": commit,
+                     "alreid.git_dirty": str(bool(dirty)).lower()})
+    return tags
+
+
+def flatten_params(trial: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested trial settings as MLflow params: ``clustering.eps`` -> '0.6'."""
+    out: dict[str, str] = {}
+    for k, v in trial.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten_params(v, f"{name}."))
+        else:
+            out[name] = json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    return out
+
+
+def record_metrics(rec: dict[str, Any]) -> dict[str, float]:
+    """The numeric, finite-or-NaN values of one cycle record (bools as 0/1); strings are skipped."""
+    out = {}
+    for k, v in rec.items():
+        if k in _NOT_METRICS or isinstance(v, str) or v is None:
+            continue
+        if isinstance(v, bool):
+            v = float(v)
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isinf(f):
+            continue
+        out[k] = f
+    return out
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(tmp, path)
+
+
+class Tracker:
+    """Driver-side MLflow logger of one benchmark (see the module docstring)."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, results_dir: str | Path, *,
+                 flush_every_s: float = 60.0) -> None:
+        from mlflow import MlflowClient
+
+        for name in ("mlflow.store.db.utils", "alembic"):  # schema-migration chatter on a new database
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.uri = tracking_uri
+        self.dir = Path(results_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.experiment_name = experiment_name
+        self.experiment_id = self._experiment(experiment_name)
+        self.parent_id: str | None = None
+        self.runs: dict[str, str] = {}
+        self._buffer: dict[str, list[tuple[int, dict[str, float]]]] = {}
+        self._logged: dict[str, set[int]] = {}
+        self._last_flush: dict[str, float] = {}
+        self._open: set[str] = set()
+        self.flush_every_s = flush_every_s
+        self.tags = code_version()
+
+    # experiment and parent run -------------------------------------------------------------------
+    def _artifact_location(self) -> str | None:
+        """sqlite stores would default artifacts to ./mlruns in the CWD; keep them beside the database."""
+        if not self.uri.startswith("sqlite:///"):
+            return None
+        db = Path(self.uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return self.client.create_experiment(name, artifact_location=self._artifact_location())
+
+    def _state_path(self) -> Path:
+        return self.dir / STATE_FILE
+
+    def _save_state(self) -> None:
+        _write_json(self._state_path(), {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
+                                         "parent_run_id": self.parent_id, "runs": self.runs})
+
+    def _reopen(self, run_id: str) -> bool:
+        """Set a terminated run back to RUNNING; False when it no longer exists."""
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # deleted or from another store
+            return False
+        if run.info.lifecycle_stage == "deleted":
+            return False
+        if run.info.status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        return True
+
+    def start(self, *, run_name: str, params: dict[str, Any], resume: bool) -> str:
+        """Create (or, on resume, reopen) the parent run and remember the trial runs it already has."""
+        state = {}
+        if resume and self._state_path().is_file():
+            state = json.loads(self._state_path().read_text())
+            if state.get("tracking_uri") != self.uri or state.get("experiment_id") != self.experiment_id:
+                state = {}
+        parent = state.get("parent_run_id")
+        if parent and self._reopen(parent):
+            self.parent_id = parent
+            self.runs = {k: r for k, r in state.get("runs", {}).items()}
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=self.tags)
+            self.parent_id = run.info.run_id
+            self.runs = {}
+            self._log_params(self.parent_id, {k: str(v) for k, v in params.items()})
+        self._save_state()
+        return self.parent_id
+
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    # trial runs ---------------------------------------------------------------------------------
+    def trial_run(self, spec: dict[str, Any], ray_trial_id: str = "") -> str:
+        """The trial's run, created on first use and reused on retry or resume."""
+        key = spec["key"]
+        run_id = self.runs.get(key)
+        if run_id is not None and run_id not in self._open:
+            if self._reopen(run_id):
+                self._open.add(run_id)
+            else:
+                run_id = None
+        if run_id is None:
+            tags = {**self.tags, "mlflow.parentRunId": self.parent_id, "alreid.trial_key": key,
+                    "alreid.label": spec["label"], "ray.trial_id": ray_trial_id}
+            run = self.client.create_run(self.experiment_id, run_name=key, tags=tags)
+            run_id = run.info.run_id
+            trial = dict(spec["trial"])
+            for name, full in (spec.get("hyper") or {}).items():
+                trial[name] = {**full, **trial.get(name, {})}  # defaults too, so every run says what it ran
+            params = {"label": spec["label"], **flatten_params(trial)}
+            self._log_params(run_id, params)
+            self.runs[key] = run_id
+            self._logged[run_id] = set()
+            self._open.add(run_id)
+            self._save_state()
+        return run_id
+
+    def _logged_steps(self, run_id: str) -> set[int]:
+        if run_id not in self._logged:  # a run from an earlier driver: ask what it already has
+            hist = self.client.get_metric_history(run_id, "pairs_cum")
+            self._logged[run_id] = {int(m.step) for m in hist}
+        return self._logged[run_id]
+
+    def add_cycle(self, spec: dict[str, Any], record: dict[str, Any], ray_trial_id: str = "") -> None:
+        """Buffer one cycle's metrics; flush when the trial's buffer is older than ``flush_every_s``."""
+        key = spec["key"]
+        self._buffer.setdefault(key, []).append((int(record["cycle"]), record_metrics(record)))
+        self._last_flush.setdefault(key, time.monotonic())
+        if time.monotonic() - self._last_flush[key] >= self.flush_every_s:
+            self.flush(spec, ray_trial_id)
+
+    def flush(self, spec: dict[str, Any], ray_trial_id: str = "") -> None:
+        from mlflow.entities import Metric
+
+        key = spec["key"]
+        pending = self._buffer.pop(key, [])
+        self._last_flush[key] = time.monotonic()
+        if not pending:
+            return
+        run_id = self.trial_run(spec, ray_trial_id)
+        done = self._logged_steps(run_id)
+        now = int(time.time() * 1000)
+        metrics = []
+        for step, values in pending:
+            if step in done:
+                continue  # a cycle re-reported after a resume from an older checkpoint
+            done.add(step)
+            metrics += [Metric(k, v, now, step) for k, v in values.items()]
+        for i in range(0, len(metrics), _BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i:i + _BATCH])
+
+    def finish_trial(self, spec: dict[str, Any], *, status: str, ray_trial_id: str = "",
+                     records: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None,
+                     error: str | None = None) -> None:
+        """Flush, attach records/pairs as Parquet artifacts, and close the run (FINISHED or FAILED).
+
+        The final records also fill any cycle whose metrics never reached MLflow (a driver killed
+        with results still buffered), so every finished run has one value per cycle.
+        """
+        if records is not None and "cycle" in records:
+            for rec in records.to_dict("records"):  # NaN here is mostly a column other cycles lack
+                values = {k: v for k, v in record_metrics(rec).items() if not math.isnan(v)}
+                self._buffer.setdefault(spec["key"], []).append((int(rec["cycle"]), values))
+        self.flush(spec, ray_trial_id)
+        run_id = self.trial_run(spec, ray_trial_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            from alreid.harness.records import write_parquet_atomic
+
+            for name, frame in (("records.parquet", records), ("pairs.parquet", pairs)):
+                if frame is not None:
+                    self.client.log_artifact(run_id, str(write_parquet_atomic(frame, Path(tmp) / name)))
+            if error:
+                (Path(tmp) / "error.txt").write_text(error)
+                self.client.log_artifact(run_id, str(Path(tmp) / "error.txt"))
+        self.client.set_terminated(run_id, status=status)
+        self._open.discard(run_id)
+
+    # benchmark end ------------------------------------------------------------------------------
+    def interrupt(self, specs: Iterable[dict[str, Any]]) -> None:
+        """Flush what is buffered and mark open runs KILLED; ``--resume`` reopens them."""
+        for spec in specs:
+            if spec["key"] in self._buffer:
+                self.flush(spec)
+        for run_id in list(self._open):
+            self.client.set_terminated(run_id, status="KILLED")
+        self._open.clear()
+        if self.parent_id:
+            self.client.set_terminated(self.parent_id, status="KILLED")
+
+    def log_report(self, report: Any) -> None:
+        """Tables and figures as artifacts of the parent run; each p-value as a parent metric."""
+        from mlflow.entities import Metric
+
+        for path in report.paths.values():
+            self.client.log_artifact(self.parent_id, str(path), artifact_path="report")
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in report.pvalues.items() if v is not None]
+        if metrics:
+            self.client.log_batch(self.parent_id, metrics=metrics)
+
+    def log_parent_artifact(self, path: str | Path) -> None:
+        self.client.log_artifact(self.parent_id, str(path))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.parent_id:
+            self.client.set_terminated(self.parent_id, status=status)

@@ -1,0 +1,138 @@
+"""Driver-side MLflow tracking: one run per trial, reused on retry and resume, no duplicate steps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+
+from alreid.harness.tracking import Tracker, code_version, flatten_params, record_metrics  # noqa: E402
+
+SPEC = {"key": "aas__d__seed0", "label": "aas", "dataset": "d", "seed": 0,
+        "trial": {"dataset": "d", "method": "aas", "params": {"epsilon": 0.4}, "seed": 0,
+                  "clustering": {"eps": 0.6}},
+        "resources": {"cpu": 1, "gpu": 0}, "hyper": {"params": {"epsilon": 0.6, "k_max": 5}}}
+
+
+def rec(cycle: int) -> dict:
+    return {"dataset": "d", "method": "aas", "seed": 0, "cycle": cycle, "mAP": 0.1 * cycle, "pairs_cum": 10 * cycle,
+            "pool_views_agree": True, "pool_mode": "text", "BAKS": float("nan")}
+
+
+@pytest.fixture
+def uri(tmp_path: Path, monkeypatch) -> str:
+    monkeypatch.chdir(tmp_path)  # anything written to the CWD (./mlruns) would show up here
+    return f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+
+
+def children(client: MlflowClient, tracker: Tracker) -> list[tuple[str, str]]:
+    """(run_id, status) of the parent's nested runs."""
+    runs = client.search_runs([tracker.experiment_id], f"tags.mlflow.parentRunId = '{tracker.parent_id}'")
+    return [(r.info.run_id, r.info.status) for r in runs]
+
+
+def steps(client: MlflowClient, run_id: str, key: str = "mAP") -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_helpers():
+    assert flatten_params({"a": 1, "b": {"c": [1, 2], "d": {}}}) == {"a": "1", "b.c": "[1, 2]", "b.d": "{}"}
+    m = record_metrics(rec(2))
+    assert m["mAP"] == pytest.approx(0.2) and m["pool_views_agree"] == 1.0
+    assert "pool_mode" not in m and "seed" not in m and "cycle" not in m
+    assert code_version()["alreid.version"]
+
+
+def test_one_run_per_trial_reused_and_no_duplicate_steps(tmp_path, uri):
+    tr = Tracker(uri, "exp", tmp_path / "res", flush_every_s=3600)
+    tr.start(run_name="exp", params={"n_trials": 1}, resume=False)
+    client = MlflowClient(uri)
+    for c in range(3):
+        tr.add_cycle(SPEC, rec(c))
+    tr.flush(SPEC)
+    # a retry from the checkpoint after cycle 1 re-reports cycle 2: it must not be logged twice
+    tr.add_cycle(SPEC, rec(2))
+    tr.add_cycle(SPEC, rec(3))
+    tr.finish_trial(SPEC, status="FINISHED", records=pd.DataFrame([rec(c) for c in range(4)]),
+                    pairs=pd.DataFrame({"cycle": [1], "image_id_u": [0], "image_id_v": [1], "same": [True]}))
+    runs = children(client, tr)
+    assert len(runs) == 1 and runs[0][1] == "FINISHED"
+    run_id = runs[0][0]
+    assert steps(client, run_id) == [0, 1, 2, 3]
+    run = client.get_run(run_id)
+    assert run.data.params["params.epsilon"] == "0.4" and run.data.params["params.k_max"] == "5"  # defaults too
+    assert run.data.params["label"] == "aas" and run.data.tags["alreid.trial_key"] == SPEC["key"]
+    assert {a.path for a in client.list_artifacts(run_id)} == {"records.parquet", "pairs.parquet"}
+    art = Path(client.get_experiment(tr.experiment_id).artifact_location.removeprefix("file://"))
+    assert art.parent == tmp_path / "store"
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_resume_reopens_parent_and_trial_runs(tmp_path, uri):
+    first = Tracker(uri, "exp", tmp_path / "res", flush_every_s=3600)
+    parent = first.start(run_name="exp", params={}, resume=False)
+    first.add_cycle(SPEC, rec(0))
+    first.add_cycle(SPEC, rec(1))
+    first.interrupt([SPEC])  # Ctrl-C: buffered cycles flushed, runs KILLED
+    client = MlflowClient(uri)
+    assert client.get_run(parent).info.status == "KILLED"
+    assert children(client, first)[0][1] == "KILLED"
+
+    second = Tracker(uri, "exp", tmp_path / "res", flush_every_s=3600)
+    assert second.start(run_name="exp", params={}, resume=True) == parent
+    assert client.get_run(parent).info.status == "RUNNING"
+    for c in (1, 2):  # resumed from the checkpoint after cycle 0: cycle 1 again, then 2
+        second.add_cycle(SPEC, rec(c))
+    second.finish_trial(SPEC, status="FINISHED")
+    second.finish("FINISHED")
+    runs = children(client, second)
+    assert len(runs) == 1 and runs[0][1] == "FINISHED"
+    assert steps(client, runs[0][0]) == [0, 1, 2]
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert json.loads((tmp_path / "res" / "mlflow.json").read_text())["runs"] == {SPEC["key"]: runs[0][0]}
+
+
+def test_cycles_lost_by_a_killed_driver_are_filled_from_the_final_records(tmp_path, uri):
+    first = Tracker(uri, "exp", tmp_path / "res", flush_every_s=3600)
+    first.start(run_name="exp", params={}, resume=False)
+    first.add_cycle(SPEC, rec(0))
+    first.add_cycle(SPEC, rec(1))
+    first.flush(SPEC)
+    first.add_cycle(SPEC, rec(2))  # buffered, then the driver dies (no interrupt, no flush)
+    second = Tracker(uri, "exp", tmp_path / "res", flush_every_s=3600)
+    second.start(run_name="exp", params={}, resume=True)
+    second.add_cycle(SPEC, rec(3))
+    second.finish_trial(SPEC, status="FINISHED", records=pd.DataFrame([rec(c) for c in range(4)]))
+    client = MlflowClient(uri)
+    (run_id, status), = children(client, second)
+    assert status == "FINISHED" and steps(client, run_id) == [0, 1, 2, 3]
+
+
+def test_new_run_without_resume_gets_a_new_parent(tmp_path, uri):
+    a = Tracker(uri, "exp", tmp_path / "res").start(run_name="exp", params={}, resume=False)
+    b = Tracker(uri, "exp", tmp_path / "res").start(run_name="exp", params={}, resume=False)
+    assert a != b
+
+
+@dataclass
+class FakeReport:
+    paths: dict = field(default_factory=dict)
+    pvalues: dict = field(default_factory=dict)
+
+
+def test_report_artifacts_and_pvalues_on_parent(tmp_path, uri):
+    tr = Tracker(uri, "exp", tmp_path / "res")
+    parent = tr.start(run_name="exp", params={}, resume=False)
+    (tmp_path / "summary.md").write_text("| a |\n")
+    tr.log_report(FakeReport({"summary.md": tmp_path / "summary.md"}, {"friedman_p": 0.03, "wilcoxon_p_random": 0.5}))
+    tr.finish_trial(SPEC, status="FAILED", error="RuntimeError: boom")
+    client = MlflowClient(uri)
+    assert client.get_run(parent).data.metrics == {"friedman_p": 0.03, "wilcoxon_p_random": 0.5}
+    assert [a.path for a in client.list_artifacts(parent, "report")] == ["report/summary.md"]
+    assert [status for _, status in children(client, tr)] == ["FAILED"]
