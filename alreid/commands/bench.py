@@ -51,13 +51,15 @@ def _parent_params(plan: Any) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     from alreid.errors import ConfigError
-    from alreid.harness.experiment import load_plan
+    from alreid.harness.experiment import check_local_datasets, load_plan
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be >= 1; got {args.max_concurrent}")
     plan = load_plan(args.config, sweep=args.sweep, smoke=args.smoke_test, storage_path=args.storage,
                      tracking_uri=args.tracking_uri)
     cfg = plan.config
+    if args.address is None:
+        check_local_datasets(plan)
 
     from alreid.harness import tune_runner
 

@@ -348,6 +348,21 @@ def plan_experiment(cfg: ExperimentConfig, *, source: str = "experiment config",
         raise type(exc)(f"{source}: {exc}") from None
 
 
+def check_local_datasets(plan: Plan) -> None:
+    """Fail before Ray starts when a file-backed dataset is missing on this machine (local runs only:
+    on a cluster the paths need to exist on the workers, not on the driver)."""
+    from alreid.datasets.base import parse_dataset_spec
+
+    missing = []
+    for spec in plan.config.datasets:
+        name, arg = parse_dataset_spec(spec)
+        if name in PATH_ADAPTERS and arg and not Path(arg.split("?", 1)[0]).expanduser().exists():
+            missing.append(spec)
+    if missing:
+        raise ConfigError(f"{plan.source}: dataset path(s) not found on this machine: {', '.join(missing)} "
+                          f"(paths are relative to the current directory; on a cluster pass --address)")
+
+
 def load_plan(path: str | Path, *, sweep: bool = False, smoke: bool = False, **overrides: Any) -> Plan:
     """Read, override, expand and validate: what ``alreid bench/sweep`` do before touching Ray."""
     cfg = apply_overrides(load_experiment(path), **overrides)

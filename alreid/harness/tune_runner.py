@@ -240,8 +240,10 @@ class DriverSink:
         full = Path(trial.error_file).read_text(errors="replace") if trial.error_file and os.path.exists(trial.error_file) else msg
         self._track("logging", lambda: self.tracker.finish_trial(spec, status="FAILED", ray_trial_id=trial.trial_id,
                                                                  records=recs, error=full))
+        name = trial.run_metadata.error_filename
+        log = Path(trial.path, name) if name and trial.path else None  # in the results, not Ray's /tmp staging
         self.out(f"{self._counter()} FAILED {spec['label']}  {spec['dataset']}  seed {spec['seed']}: {msg}"
-                 + (f"  (log: {trial.error_file})" if trial.error_file else ""))
+                 + (f"  (traceback: {log})" if log else ""))
 
     def unfinished(self) -> list[str]:
         return [t.key for t in self.plan.trials if t.key not in self.finished and t.key not in self.errors]

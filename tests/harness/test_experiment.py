@@ -180,6 +180,10 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path, capsys):
     assert cli_main(["sweep", str(path)]) == 2
     assert "unknown key 'colour'" in capsys.readouterr().err
     assert cli_main(["bench", str(tmp_path / "nope.yaml")]) == 2
+    # a file-backed dataset missing on this machine fails before Ray starts (local runs)
+    path = write(tmp_path, {**BASE, "datasets": ["embeddings:/no/such/zoo"]}, "c.yaml")
+    assert cli_main(["bench", str(path), "--no-mlflow"]) == 2
+    assert "dataset path(s) not found on this machine: embeddings:/no/such/zoo" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ records and table
