@@ -85,10 +85,8 @@ _STYLES = {"md": (" ± ", "**{}**", "n/a"), "tex": (" $\\pm$ ", "\\textbf{{{}}}"
 
 
 def _number(value: float, column: str) -> str:
-    """Two decimals; a tiny non-zero budget keeps two significant digits (0.033 %, not 0.03 %)."""
-    if column == "budget_used_pct" and 0 < abs(value) < 0.1:
-        return f"{value:.2g}"
-    return f"{value:.2f}"
+    """Two decimals; the budget gets three, since AL budgets are fractions of a percent (0.033 %)."""
+    return f"{value:.3f}" if column == "budget_used_pct" else f"{value:.2f}"
 
 
 def _cell(mean: float, std: float, column: str, style: str, bold: bool) -> str:
