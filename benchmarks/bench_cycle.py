@@ -215,12 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== n={n} d={dim}", flush=True)
         cmd = [sys.executable, __file__, "--one", f"{n},{dim},{ratio}", "--constraints", str(args.constraints),
                "--hnsw-from", str(args.hnsw_from), "--seed", str(args.seed)] + (["--no-aas"] if args.no_aas else [])
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        lines = proc.stdout.splitlines()
-        for line in lines:
-            if not line.startswith("RESULT "):
-                print(line)
-        found = [json.loads(line[7:]) for line in lines if line.startswith("RESULT ")]
+        found = []
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:  # stream stage lines as they come
+            for line in proc.stdout:
+                if line.startswith("RESULT "):
+                    found.append(json.loads(line[7:]))
+                else:
+                    print(line, end="", flush=True)
         if proc.returncode != 0 or not found:
             print(f"   n={n} d={dim} failed (exit {proc.returncode})")
             continue

@@ -51,9 +51,7 @@ def _neighbour_matrix(rank: np.ndarray, k: int, n: int) -> sp.csr_matrix:
 def _reciprocal(rank: np.ndarray, k: int, n: int) -> sp.csr_matrix:
     """k-reciprocal sets as a boolean csr: (i, j) stored iff j in top-k(i) and i in top-k(j)."""
     fwd = _neighbour_matrix(rank, k, n)
-    rec = fwd.multiply(fwd.T).tocsr()
-    rec.sort_indices()
-    return rec
+    return fwd.multiply(fwd.T).tocsr()
 
 
 def _expanded_sets(rec: sp.csr_matrix, rec_half: sp.csr_matrix, block: int = 65536) -> sp.csr_matrix:
@@ -73,9 +71,7 @@ def _expanded_sets(rec: sp.csr_matrix, rec_half: sp.csr_matrix, block: int = 655
         e = (acc @ rec_half_i + r).tocsr()
         e.data[:] = 1
         out.append(e)
-    e = sp.vstack(out, format="csr")
-    e.sort_indices()
-    return e
+    return sp.vstack(out, format="csr")
 
 
 def _rowwise_dot(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
@@ -88,13 +84,50 @@ def _rowwise_dot(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: int =
     return out
 
 
-def _encode(x: np.ndarray, expanded: sp.csr_matrix) -> sp.csr_matrix:
+def _usable_sims(x: np.ndarray, rank: np.ndarray, sims: np.ndarray | None, rows: int = 256) -> bool:
+    """True when the k-NN similarities are the inner products of these features (spot check)."""
+    if sims is None:
+        return False
+    sims = np.asarray(sims)
+    if sims.shape[0] != rank.shape[0] or sims.shape[1] < rank.shape[1]:
+        return False
+    pick = np.linspace(0, len(x) - 1, min(rows, len(x))).astype(np.int64)
+    cols = rank[pick]
+    ok = cols >= 0
+    got = np.einsum("ij,ikj->ik", x[pick], x[np.where(ok, cols, 0)])
+    return bool(np.all(np.abs(got - sims[pick, :rank.shape[1]])[ok] <= 1e-4))
+
+
+def _pair_dots(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, rank: np.ndarray,
+               sims: np.ndarray | None) -> np.ndarray:
+    """z_i.z_j for the pairs (rows, cols), taken from the k-NN lists where possible (wide features
+    make gathering both rows the costliest part of the encoding) and computed for the rest."""
+    n, k = rank.shape
+    if not _usable_sims(x, rank, sims):
+        return _rowwise_dot(x, rows, cols)
+    valid = rank >= 0
+    known_keys = (np.arange(n, dtype=np.int64)[:, None] * n + rank)[valid]
+    known_vals = np.asarray(sims, dtype=np.float32)[:, :k][valid]
+    order = np.argsort(known_keys)
+    known_keys, known_vals = known_keys[order], known_vals[order]
+    del order
+    keys = rows * n + cols
+    at = np.minimum(np.searchsorted(known_keys, keys), len(known_keys) - 1)
+    hit = known_keys[at] == keys
+    out = np.where(hit, known_vals[at], np.float32(0))
+    miss = np.flatnonzero(~hit)
+    if len(miss):
+        out[miss] = _rowwise_dot(x, rows[miss], cols[miss])
+    return out
+
+
+def _encode(x: np.ndarray, expanded: sp.csr_matrix, rank: np.ndarray, sims: np.ndarray | None) -> sp.csr_matrix:
     """V: softmax of -(squared Euclidean distance) over each expanded set (float32, rows sum to 1)."""
     n = expanded.shape[0]
     counts = np.diff(expanded.indptr)
     rows = np.repeat(np.arange(n, dtype=np.int64), counts)
     cols = expanded.indices.astype(np.int64, copy=False)
-    dots = _rowwise_dot(x, rows, cols)
+    dots = _pair_dots(x, rows, cols, rank, sims)
     w = np.exp(2.0 * dots.astype(np.float64) - 2.0)  # exp(-(2 - 2 z_i.z_j)); bounded in [e^-4, 1]
     sums = np.bincount(rows, weights=w, minlength=n)
     del rows
@@ -111,9 +144,7 @@ def _query_expand(v: sp.csr_matrix, rank: np.ndarray, k2: int) -> sp.csr_matrix:
     ok = cols >= 0
     per_row = np.bincount(rows[ok], minlength=n).astype(np.float32)
     q = sp.csr_matrix(((1.0 / per_row[rows[ok]]).astype(np.float32), (rows[ok], cols[ok])), shape=(n, n))
-    out = (q @ v).tocsr()
-    out.sort_indices()
-    return out
+    return (q @ v).tocsr()  # column order inside a row is irrelevant downstream
 
 
 def _pattern_counts(v: sp.csr_matrix, block_rows: int = 16384) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +268,9 @@ def jaccard_distance(
     distance 1. Values may be exactly 0 and are kept as explicit zeros (the diagonal is always stored
     as 0), so never call ``eliminate_zeros`` on the result. ``knn=(sims, idx)`` from
     :func:`~alreid.clustering.knn.knn_search` (self first, at least ``k1`` columns; extra columns are
-    ignored) skips the k-NN search; ``index`` picks the faiss index otherwise. ``max_pairs`` bounds
+    ignored) skips the k-NN search; its ``sims`` (may be None) are reused for the encoding when a spot
+    check shows they are these features' inner products. ``index`` picks the faiss index when the
+    search runs here (``"exact"`` or ``"hnsw"``). ``max_pairs`` bounds
     the number of candidate pairs materialised at once (memory ~ 24 bytes per pair).
     """
     x = unit_rows(features)
@@ -249,9 +282,9 @@ def jaccard_distance(
     k1 = min(int(k1), n)
     k2 = min(int(k2), k1)
     if knn is None:
-        _, rank = knn_search(x, k1, index=index)
+        sims, rank = knn_search(x, k1, index=index)
     else:
-        rank = np.asarray(knn[1])
+        sims, rank = knn[0], np.asarray(knn[1])
         if rank.shape[0] != n or rank.shape[1] < k1:
             raise ValueError(f"knn indices have shape {rank.shape}; need ({n}, >= {k1}) for k1={k1}")
     rank = np.ascontiguousarray(rank[:, :k1], dtype=np.int64)
@@ -260,7 +293,8 @@ def jaccard_distance(
     rec_half = _reciprocal(rank, min(k_half + 1, k1), n)
     expanded = _expanded_sets(rec, rec_half)
     del rec, rec_half
-    v = _encode(x, expanded)
+    v = _encode(x, expanded, rank, sims)
+    del sims
     del expanded
     if k2 != 1:
         v = _query_expand(v, rank, k2)

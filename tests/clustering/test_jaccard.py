@@ -105,6 +105,15 @@ def test_own_knn_equals_given_knn() -> None:
         jaccard_distance(x, 15, 4, knn=knn_search(x, 10))
 
 
+def test_knn_similarities_are_reused_only_when_they_match() -> None:
+    x = clustered(250, seed=8)
+    sims, idx = knn_search(x, 32)
+    want = jaccard_distance(x, 20, 6, knn=(None, idx))  # every dot product computed from x
+    for given in (sims, 0.5 * sims):  # the second fails the spot check and is ignored
+        got = jaccard_distance(x, 20, 6, knn=(given, idx))
+        assert got.nnz == want.nnz and (abs(got - want)).max() < 1e-6
+
+
 def test_sparse_for_separated_clusters_and_unnormalised_input() -> None:
     x = clustered(600, dim=32, n_ids=40, noise=0.2, seed=6)
     d = jaccard_distance(3.0 * x, 10, 3)  # scale does not matter: features are L2-normalised
