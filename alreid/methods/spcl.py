@@ -1,0 +1,196 @@
+"""SpCL, unsupervised variant (Ge et al., NeurIPS 2020; spec 4.2-4.5), with NP3-refined pseudo-labels.
+
+Every epoch: k-reciprocal Jaccard distance of the hybrid memory, DBSCAN at eps, eps - gap (tight)
+and eps + gap (loose), noise -> singletons, NP3 with the current constraints on all three labelings
+(spec 1.11 ASSUMPTION; ``refine_all=False``: main labeling only), the self-paced reliability
+criterion (clusters whose independence is below the epoch-0 threshold keep only their most
+compact members; the rest become un-clustered instances), then hybrid-memory training.
+The memory is initialised once from the starting model and afterwards updated only by momentum.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from alreid.methods.image_training import DeviceHybridMemory, ImageTrainer, RandomMultipleGallerySampler
+from alreid.methods.trainer_base import CycleInput
+from alreid.plugin import check_range
+
+
+def own_cluster_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per point i: |A(i) & B(i)| / |A(i) | B(i)|, A(i), B(i) = the members of i's cluster in labelings a, b."""
+    _, ia = np.unique(a, return_inverse=True)
+    _, ib = np.unique(b, return_inverse=True)
+    size_a = np.bincount(ia)[ia]
+    size_b = np.bincount(ib)[ib]
+    _, joint = np.unique(ia.astype(np.int64) * (int(ib.max()) + 1) + ib, return_inverse=True)
+    inter = np.bincount(joint)[joint]
+    return inter / (size_a + size_b - inter)
+
+
+def independence_threshold(r_indep_cluster: np.ndarray, sizes: np.ndarray, ratio: float = 0.9) -> float | None:
+    """SpCL's threshold: among clusters with > 1 member, the sorted R_indep at index min(m-1, round(ratio m))."""
+    vals = np.sort(r_indep_cluster[sizes > 1])
+    m = len(vals)
+    if m == 0:
+        return None
+    return float(vals[min(m - 1, int(np.round(m * ratio)))])
+
+
+def reliable_labels(main: np.ndarray, tight: np.ndarray, loose: np.ndarray, indep_thres: float | None, *,
+                    ratio: float = 0.9, protect: np.ndarray | None = None) -> tuple[np.ndarray, float | None, dict]:
+    """SpCL's self-paced criterion (spec 4.4 step 3). Returns (labels, threshold used, stats).
+
+    R_comp(i) = 1 - IoU(own cluster, own tight cluster); R_indep(i) = 1 - IoU(own cluster, own loose
+    cluster); lower is more reliable. A cluster's scores are the minimum over its members. Point i
+    keeps its cluster iff R_indep(cluster) <= threshold and R_comp(i) <= R_comp(cluster); any other
+    point becomes its own un-clustered instance. ``indep_thres=None`` computes the threshold from
+    these labelings (SpCL does so at epoch 0 and keeps it). ``protect`` marks points never ejected.
+    """
+    main = np.asarray(main)
+    _, cid = np.unique(main, return_inverse=True)
+    k = int(cid.max()) + 1 if len(cid) else 0
+    r_comp = 1.0 - own_cluster_iou(main, tight)
+    r_indep = 1.0 - own_cluster_iou(main, loose)
+    c_comp = np.full(k, np.inf)
+    c_indep = np.full(k, np.inf)
+    np.minimum.at(c_comp, cid, r_comp)
+    np.minimum.at(c_indep, cid, r_indep)
+    sizes = np.bincount(cid, minlength=k)
+    if indep_thres is None:
+        indep_thres = independence_threshold(c_indep, sizes, ratio)
+    thres = np.inf if indep_thres is None else indep_thres
+    keep = (c_indep[cid] <= thres) & (r_comp <= c_comp[cid] + 1e-12)
+    if protect is not None:
+        keep |= np.asarray(protect, bool)
+    out = cid.copy()
+    eject = np.flatnonzero(~keep)
+    out[eject] = k + np.arange(len(eject))
+    _, out = np.unique(out, return_inverse=True)
+    final_sizes = np.bincount(out)
+    stats = {"n_clusters": int((final_sizes > 1).sum()), "n_unclustered": int((final_sizes == 1).sum()),
+             "n_ejected": int(sum(1 for i in eject if sizes[cid[i]] > 1))}
+    return out.astype(np.int64), indep_thres, stats
+
+
+def spcl_pseudo_labels(features: np.ndarray, refine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None, *,
+                       eps: float = 0.6, eps_gap: float = 0.02, min_samples: int = 4, k1: int = 30, k2: int = 6,
+                       indep_thres: float | None = None, refine_all: bool = True,
+                       protect: np.ndarray | None = None) -> tuple[np.ndarray, float | None, dict]:
+    """One epoch's pseudo-labels from memory features (spec 4.4 steps 1-3 with NP3, spec 1.11 step 3)."""
+    from alreid.clustering.jaccard import jaccard_distance
+    from alreid.clustering.views import dbscan_labels, singletonize
+
+    t0 = time.perf_counter()
+    dist = jaccard_distance(features, k1, k2)
+    labelings = {}
+    for key, e in (("main", eps), ("tight", eps - eps_gap), ("loose", eps + eps_gap)):
+        labels, _ = singletonize(dbscan_labels(dist, eps=e, min_samples=min_samples))
+        if refine is not None and (refine_all or key == "main"):
+            labels = np.asarray(refine(labels, features), dtype=np.int64)
+        labelings[key] = labels
+    out, thres, stats = reliable_labels(labelings["main"], labelings["tight"], labelings["loose"], indep_thres,
+                                        protect=protect)
+    stats["seconds_clustering"] = time.perf_counter() - t0
+    return out, thres, stats
+
+
+class SpCLTrainer(ImageTrainer):
+    """SpCL (hybrid memory, self-paced clusters) on images; AL constraints enter through NP3 every epoch."""
+
+    name = "spcl"
+    description = "SpCL: hybrid memory + self-paced DBSCAN pseudo-labels refined by NP3 (images; GPU or CPU)"
+
+    def __init__(self, *, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
+                 pooling: str = "avg", image_size: Any = "256x128", epochs: int = 50, al_every: int = 10,
+                 iters: int | None = None, batch_size: int = 64, num_instances: int = 4, lr: float = 3.5e-4,
+                 weight_decay: float = 5e-4, lr_step: int = 20, lr_gamma: float = 0.1, temperature: float = 0.05,
+                 momentum: float = 0.2, eps: float = 0.6, eps_gap: float = 0.02, min_samples: int = 4,
+                 k1: int = 30, k2: int = 6, refine_all: bool = True, protect_constrained: bool = False,
+                 frozen_stages: int | str = "auto", device: str = "auto", amp: bool = True, eval_batch_size: int = 64,
+                 cache_features: bool = True, cache_bytes: int = 2 << 30, threads: int | None = None,
+                 progress: bool = True) -> None:
+        self._store_params(locals())
+
+    def validate_params(self) -> None:
+        super().validate_params()
+        owner = f"trainer {self.name!r}"
+        check_range(owner, "eps", self.eps, 0, 1, lo_open=True)
+        check_range(owner, "eps_gap", self.eps_gap, 0, self.eps, hi_open=True)
+        check_range(owner, "min_samples", self.min_samples, 1, integer=True)
+        check_range(owner, "k1", self.k1, 2, integer=True)
+        check_range(owner, "k2", self.k2, 1, integer=True)
+
+    def setup_extra(self) -> None:
+        self.memory_: torch.Tensor | None = None  # (n_train, d) features of the training pool
+        self.indep_thres_: float | None = None
+
+    # labels -------------------------------------------------------------------------------------
+    def epoch_labels(self, inp: CycleInput) -> tuple[np.ndarray, dict]:
+        protect = None
+        if self.protect_constrained and len(inp.constraints):
+            ml = inp.constraints.ml_pairs()
+            protect = np.zeros(len(inp.train_idx), bool)
+            if len(ml):
+                protect[np.asarray(ml).ravel()] = True
+        feats = self.memory_.detach().cpu().numpy()
+        labels, thres, stats = spcl_pseudo_labels(
+            feats, inp.refine, eps=self.eps, eps_gap=self.eps_gap, min_samples=self.min_samples, k1=self.k1,
+            k2=self.k2, indep_thres=self.indep_thres_, refine_all=self.refine_all, protect=protect)
+        if self.indep_thres_ is None:
+            self.indep_thres_ = thres
+        return labels, stats
+
+    def init_memory(self, train_idx: np.ndarray) -> None:
+        """The memory starts as the current model's eval features of the pool (SpCL: before epoch 0)."""
+        self.memory_ = torch.as_tensor(self.pool_features(train_idx), device=self.device_)
+
+    # training -----------------------------------------------------------------------------------
+    def fit_cycle(self, inp: CycleInput) -> dict[str, Any]:
+        with self._threads():
+            return self._fit(inp)
+
+    def _fit(self, inp: CycleInput) -> dict[str, Any]:
+        train_idx = np.asarray(inp.train_idx)
+        n_epochs = self.cycle_epochs()
+        if n_epochs == 0:
+            return self.summarise([], {"epochs_total": self.epochs_done_})
+        if self.memory_ is None or len(self.memory_) != len(train_idx):
+            self.init_memory(train_idx)
+        gen = torch.Generator().manual_seed(int(inp.seed))
+        rng = np.random.default_rng(int(inp.seed))
+        cameras = self._pool_cameras(train_idx)
+        epochs: list[dict[str, float]] = []
+        last: dict[str, Any] = {}
+        t_cluster = 0.0
+        for _ in range(n_epochs):
+            labels, last = self.epoch_labels(inp)
+            t_cluster += last.pop("seconds_clustering", 0.0)
+            memory = DeviceHybridMemory(self.memory_, labels, temperature=self.temperature, momentum=self.momentum)
+            sampler = RandomMultipleGallerySampler(labels, num_instances=self.num_instances, cameras=cameras, rng=rng)
+            n_iters = self.iters_for(len(train_idx))
+            ep = self.train_epoch(train_idx, sampler.batches(int(self.batch_size)), n_iters, memory.loss,
+                                  memory.update, gen, desc=f"spcl epoch {self.epochs_done_ + 1}/{self.epochs}")
+            self.memory_ = memory.features
+            epochs.append(ep)
+            self.end_epoch()
+        return self.summarise(epochs, {**last, "indep_thres": float(self.indep_thres_ or float("nan")),
+                                       "seconds_clustering": t_cluster, "epochs_total": self.epochs_done_,
+                                       "lr": float(self.optimizer_.param_groups[0]["lr"])})
+
+    def _pool_cameras(self, train_idx: np.ndarray) -> np.ndarray | None:
+        cams = self.dataset_.column("camera")
+        return None if cams is None else np.asarray(cams)[train_idx]
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"memory": None if self.memory_ is None else self.memory_.detach().cpu(),
+                "indep_thres": self.indep_thres_}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        mem = state.get("memory")
+        self.memory_ = None if mem is None else mem.to(self.device_)
+        self.indep_thres_ = state.get("indep_thres")
