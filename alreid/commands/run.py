@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any
 
 
+#: top-level flags that only set a trainer parameter (the issue's `--backbone ... --epochs 20 --al-every 4`)
+TRAINER_SHORTCUTS = [("--backbone", "backbone", str), ("--weights", "weights", str), ("--epochs", "epochs", int),
+                     ("--al-every", "al_every", int), ("--image-size", "image_size", str)]
+
+
 def add_trial_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by every command that builds a TrialConfig."""
     p.add_argument("--dataset", default="synthetic", help="NAME[:ARG], e.g. synthetic or embeddings:PATH (see 'alreid methods --all')")
@@ -28,6 +33,11 @@ def add_trial_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clustering", choices=["jaccard", "cosine"], default="jaccard", help="base clustering (default: DBSCAN on k-reciprocal Jaccard)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split and gallery (fixed per dataset)")
     p.add_argument("--camera-column", default=None, help="metadata column used as camera id for same-camera filtering (e.g. encounter)")
+    p.add_argument("--subset", default=None, metavar="NAME", help="rows whose 'dataset' column is NAME (metadata:/wildlife: datasets)")
+    g = p.add_argument_group("image trainers (spcl, clustercontrast, skyline, baseline): shortcuts for --trainer-param")
+    for flag, key, kind in TRAINER_SHORTCUTS:
+        g.add_argument(flag, dest=f"tp_{key}", type=kind, default=None, metavar="VALUE",
+                       help=f"same as --trainer-param {key}=VALUE")
 
 
 def parse_kv_list(items: list[str], flag: str) -> dict[str, Any]:
@@ -44,11 +54,18 @@ def parse_kv_list(items: list[str], flag: str) -> dict[str, Any]:
 
 
 def trial_config_from_args(args: argparse.Namespace):
+    from alreid.commands.features import dataset_spec
     from alreid.harness.settings import make_trial_config
 
+    trainer_params = parse_kv_list(args.trainer_param, "--trainer-param")
+    for _, key, _ in TRAINER_SHORTCUTS:
+        value = getattr(args, f"tp_{key}", None)
+        if value is not None:
+            trainer_params[key] = value
     return make_trial_config({
-        "dataset": args.dataset, "method": args.method, "params": parse_kv_list(args.param, "--param"),
-        "trainer": args.trainer, "trainer_params": parse_kv_list(args.trainer_param, "--trainer-param"),
+        "dataset": dataset_spec(args.dataset, args.subset), "method": args.method,
+        "params": parse_kv_list(args.param, "--param"),
+        "trainer": args.trainer, "trainer_params": trainer_params,
         "seed": args.seed, "cycles": args.cycles, "budget_fraction": args.budget_fraction,
         "budget_pairs": args.budget_pairs, "oracle_error_rate": args.oracle_error, "refine": args.refine,
         "clustering": {"method": args.clustering},
