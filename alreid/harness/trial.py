@@ -100,6 +100,24 @@ def refine_labels(labels: np.ndarray, constraints: ConstraintStore, features: np
     return np3(labels, constraints.ml_pairs(), constraints.cl_pairs(), features, **(np3_options or {}))
 
 
+def standard_protocol(metadata: pd.DataFrame):
+    """The fixed query/gallery of person Re-ID benchmarks (a ``role`` column: train/query/gallery)."""
+    from alreid.evaluation.protocol import OpenSetProtocol
+
+    role = metadata["role"].astype(str).to_numpy()
+    bad = sorted(set(role) - {"train", "query", "gallery"})
+    if bad:
+        raise AlreidError(f"the 'role' column may hold train, query or gallery; found {', '.join(bad)}")
+    ids = metadata["identity"].astype(str).to_numpy()
+    train, query, gallery = (np.flatnonzero(role == r) for r in ("train", "query", "gallery"))
+    if len(train) == 0 or len(query) == 0 or len(gallery) == 0:
+        raise AlreidError("a 'role' column needs train, query and gallery rows")
+    gallery_ids = np.unique(ids[gallery])
+    return OpenSetProtocol(train_idx=train, query_idx=query, gallery_idx=gallery, heldout_ids=np.array([], dtype=object),
+                           query_unknown=~np.isin(ids[query], gallery_ids), gallery_ids=gallery_ids,
+                           exemplar_rule="standard", exemplars=0, holdout_fraction=0.0)
+
+
 class Trial:
     """Holds the objects of one trial; :meth:`run` executes the remaining cycles."""
 
@@ -117,15 +135,19 @@ class Trial:
         self.trainer.setup(self.dataset, seed=stream_seed(cfg.seed, 0, "trainer"))
         self.identities = self.dataset.identities
         start = self.trainer.embed()
-        is_train = resolve_split(self.dataset.metadata, seed=cfg.protocol.split_seed)
         p = cfg.protocol
-        self.protocol = build_protocol(self.identities, is_train, start, holdout_fraction=p.holdout_fraction,
-                                       exemplars=p.exemplars, exemplar_rule=p.exemplar_rule, seed=p.split_seed)
+        if "role" in self.dataset.metadata.columns:  # a benchmark with its own query/gallery (Market-1501)
+            self.protocol = standard_protocol(self.dataset.metadata)
+        else:
+            is_train = resolve_split(self.dataset.metadata, seed=p.split_seed)
+            self.protocol = build_protocol(self.identities, is_train, start, holdout_fraction=p.holdout_fraction,
+                                           exemplars=p.exemplars, exemplar_rule=p.exemplar_rule, seed=p.split_seed)
+        camera_column = p.camera_column or self.dataset.info.get("camera_column")
         self.cameras = None
-        if p.camera_column is not None:
-            self.cameras = self.dataset.column(p.camera_column)
+        if camera_column is not None:
+            self.cameras = self.dataset.column(camera_column)
             if self.cameras is None:
-                raise AlreidError(f"camera column {p.camera_column!r} is not in the metadata of {self.dataset.name!r}")
+                raise AlreidError(f"camera column {camera_column!r} is not in the metadata of {self.dataset.name!r}")
         self.train_idx = np.asarray(self.protocol.train_idx)
         self.n = len(self.train_idx)
         if self.n < 2:

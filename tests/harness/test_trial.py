@@ -88,3 +88,32 @@ def test_nyala_cycle0_matches_frozen_efficientnet_features():
     p = trial.protocol
     assert rec.mAP.iloc[0] == pytest.approx(brute_force_map(ds.features, p.query_idx, p.gallery_idx, ds.identities),
                                             abs=1e-6)
+
+
+def test_role_column_gives_the_standard_query_gallery_with_camera_filtering():
+    """Market-1501 style: fixed query/gallery, same-identity same-camera gallery items removed."""
+    from alreid.datasets.base import ReidDataset
+
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.arange(30), 6)
+    x = rng.standard_normal((30, 16))[ids] + 0.3 * rng.standard_normal((180, 16))
+    role = np.tile(["train", "train", "train", "query", "gallery", "gallery"], 30)
+    cam = np.tile([0, 1, 2, 0, 0, 1], 30)
+    meta = pd.DataFrame({"image_id": range(180), "identity": ids.astype(str), "role": role, "camera": cam,
+                         "split": np.where(role == "train", "train", "test")})
+    ds = ReidDataset("toy-market", meta, x.astype(np.float32), info={"camera_column": "camera"})
+    trial = Trial(make_trial_config({"cycles": 0}), ds)
+    p = trial.protocol
+    assert set(p.train_idx) == set(np.flatnonzero(role == "train"))
+    assert set(p.query_idx) == set(np.flatnonzero(role == "query"))
+    assert set(p.gallery_idx) == set(np.flatnonzero(role == "gallery"))
+    rec = trial.run()
+    # each query's same-camera gallery twin (camera 0) is removed: one true match left, at camera 1
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    aps = []
+    for q in p.query_idx:
+        keep = [g for g in p.gallery_idx if not (ids[g] == ids[q] and cam[g] == cam[q])]
+        order = np.array(keep)[np.argsort(-(xn[keep] @ xn[q]), kind="stable")]
+        rank = int(np.flatnonzero(ids[order] == ids[q])[0])
+        aps.append(1.0 / (rank + 1))
+    assert rec.mAP.iloc[0] == pytest.approx(np.mean(aps), abs=1e-6)
