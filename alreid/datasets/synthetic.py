@@ -178,4 +178,6 @@ class SyntheticAdapter(DatasetAdapter):
             except ValueError:
                 raise DatasetError(f"synthetic option {key}={raw!r} is not a number") from None
         kwargs.setdefault("seed", 0)
-        return generate(SyntheticSpec(**kwargs))  # type: ignore[arg-type]
+        ds = generate(SyntheticSpec(**kwargs))  # type: ignore[arg-type]
+        ds.name = f"synthetic:{arg}" if arg else "synthetic"  # the generator's seed is not the trial's seed
+        return ds
