@@ -17,15 +17,18 @@ from typing import Any
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True,
-                   help="image dataset NAME:ARG, e.g. metadata:ROOT, folders:ROOT, market1501:ROOT, wildlife:Class:ROOT")
+                   help="image dataset NAME:ARG, e.g. metadata:ROOT, folders:ROOT, market1501:ROOT, "
+                        "wildlife:Class:ROOT")
     p.add_argument("--subset", default=None, metavar="NAME",
                    help="keep rows whose 'dataset' column is NAME (same as appending ?subset=NAME to the spec)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("features", help="extract embeddings of an image dataset (embeddings format: metadata.csv + features.npz)")
+    p = sub.add_parser("features", help="extract embeddings of an image dataset "
+                                        "(embeddings format: metadata.csv + features.npz)")
     add_dataset_arguments(p)
-    p.add_argument("--backbone", default="efficientnet_lite0", help="backbone name (efficientnet_lite0, resnet50, tiny)")
+    p.add_argument("--backbone", default="efficientnet_lite0",
+                   help="backbone name (efficientnet_lite0, resnet50, tiny)")
     p.add_argument("--weights", default="imagenet",
                    help="imagenet (packaged/cached ImageNet weights), a checkpoint FILE, or none (random init)")
     p.add_argument("--image-size", default=None, metavar="S|HxW",

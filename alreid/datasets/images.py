@@ -162,7 +162,8 @@ class ImageStore:
 
     def missing(self) -> list[BadImage]:
         """Rows whose file does not exist (a stat per file, no decoding)."""
-        return [BadImage(i, str(self.file(i)), "file not found") for i in range(len(self)) if not self.file(i).is_file()]
+        return [BadImage(i, str(self.file(i)), "file not found") for i in range(len(self))
+                if not self.file(i).is_file()]
 
     def check(self, rows: Iterable[int] | None = None, *, workers: int | None = None,
               progress: bool = False) -> list[BadImage]:

@@ -24,7 +24,9 @@ from alreid.datasets.base import DatasetAdapter, ReidDataset
 from alreid.datasets.metadata import finish_image_dataset, image_options, split_options
 from alreid.errors import DatasetError
 
-FOLDERS = (("bounding_box_train", "train", "train"), ("query", "test", "query"), ("bounding_box_test", "test", "gallery"))
+#: (folder, split, role)
+FOLDERS = (("bounding_box_train", "train", "train"), ("query", "test", "query"),
+           ("bounding_box_test", "test", "gallery"))
 NAME_RE = re.compile(r"([-\d]+)_c(\d+)")
 
 

@@ -25,7 +25,8 @@ def wildlife_class(name: str) -> type:
                            "alternatively use metadata:ROOT on a folder with metadata.csv") from None
     cls = getattr(wd, name, None)
     if not isinstance(cls, type) or not hasattr(cls, "create_catalogue"):
-        names = sorted(n for n in dir(wd) if isinstance(getattr(wd, n), type) and hasattr(getattr(wd, n), "create_catalogue"))
+        names = sorted(n for n in dir(wd)
+                       if isinstance(getattr(wd, n), type) and hasattr(getattr(wd, n), "create_catalogue"))
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise DatasetError(f"wildlife-datasets has no dataset class {name!r}{hint}; e.g. {', '.join(names[:12])} ...")
@@ -59,7 +60,8 @@ class WildlifeAdapter(DatasetAdapter):
         except DatasetError:
             raise
         except Exception as exc:
-            raise DatasetError(f"wildlife-datasets could not read {cls_name} from {root}: {type(exc).__name__}: {exc}") from None
+            raise DatasetError(f"wildlife-datasets could not read {cls_name} from {root}: "
+                               f"{type(exc).__name__}: {exc}") from None
         subset = opts.get("subset")
         if subset:
             df = select_subset(df, subset, source=f"{cls_name} at {root}")

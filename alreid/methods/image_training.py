@@ -232,8 +232,19 @@ class ImageTrainer(Trainer):
         return feats
 
     def pool_features(self, train_idx: np.ndarray) -> np.ndarray:
-        """Current embeddings of the training pool (what the trial clusters for sampling)."""
+        """Current eval-mode embeddings of the training pool."""
         return self.embed()[np.asarray(train_idx)]
+
+    def sampling_features(self, train_idx: np.ndarray) -> np.ndarray:
+        """The features an AL sampler should cluster (spec 1.11 ``aas_features``); fresh embeddings here."""
+        return self.pool_features(train_idx)
+
+    def _decode_workers(self) -> int:
+        """Threads decoding cache misses: a GPU step is fast enough for decoding to be the bottleneck,
+        while on a CPU the cores are busy with the network (and the first pass fills the cache)."""
+        import os
+
+        return min(8, os.cpu_count() or 1) if self.device_.type == "cuda" else 1
 
     # schedule -----------------------------------------------------------------------------------
     def cycle_epochs(self) -> int:
@@ -274,7 +285,8 @@ class ImageTrainer(Trainer):
         for _ in range(n_iters):
             pos = next(batches)
             rows = train_idx[pos]
-            x = self.spec_.normalise(self.store_.batch(rows, self.spec_.size, self.spec_.resize), dev)
+            x = self.spec_.normalise(self.store_.batch(rows, self.spec_.size, self.spec_.resize,
+                                                       workers=self._decode_workers()), dev)
             x = self.augment_(x, gen).contiguous(memory_format=torch.channels_last)
             pos_t = torch.as_tensor(pos, device=dev)
             with autocast(dev, self.amp):

@@ -145,6 +145,13 @@ class SpCLTrainer(ImageTrainer):
             self.indep_thres_ = thres
         return labels, stats
 
+    def sampling_features(self, train_idx: np.ndarray) -> np.ndarray:
+        """SpCL's hybrid memory, what SpCL itself clusters (spec 1.11 ASSUMPTION ``aas_features="memory"``);
+        the eval embeddings before the memory exists."""
+        if self.memory_ is None or len(self.memory_) != len(train_idx):
+            return self.pool_features(train_idx)
+        return self.memory_.detach().cpu().numpy().copy()
+
     def init_memory(self, train_idx: np.ndarray) -> None:
         """The memory starts as the current model's eval features of the pool (SpCL: before epoch 0)."""
         self.memory_ = torch.as_tensor(self.pool_features(train_idx), device=self.device_)

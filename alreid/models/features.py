@@ -55,9 +55,11 @@ def extract_features(model: torch.nn.Module, store: ImageStore, rows: Sequence[i
     from alreid.models.backbones import fold_batchnorm
 
     rows = np.asarray(rows, dtype=np.int64)
+    channels_last = device.type in ("cpu", "cuda")
     net = fold_batchnorm(model) if fold_bn else model
     net.eval()
-    channels_last = device.type in ("cpu", "cuda")
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     bad: list[BadImage] = []
     h, w = spec.size
 

@@ -114,7 +114,8 @@ class TrainAugment:
                 continue
             for _ in range(10):  # SpCL tries up to 100 times; a rectangle fits almost always within a few
                 target = area * (lo + (hi - lo) * float(torch.rand(1, generator=gen)))
-                aspect = self.erase_aspect + (1 / self.erase_aspect - self.erase_aspect) * float(torch.rand(1, generator=gen))
+                lo_a, hi_a = self.erase_aspect, 1 / self.erase_aspect
+                aspect = lo_a + (hi_a - lo_a) * float(torch.rand(1, generator=gen))
                 eh = int(round(math.sqrt(target * aspect)))
                 ew = int(round(math.sqrt(target / aspect)))
                 if 0 < eh < h and 0 < ew < w:

@@ -41,7 +41,10 @@ def write_identity_dataset(root: Path, n_ids: int = 6, per_id: int = 4, *, seed:
     for k in range(n_ids):
         pat = identity_pattern(rng, size)
         for j in range(per_id):
-            rel = Path(f"id{k:03d}") / f"img{j:02d}.png" if layout == "folders" else Path("images") / f"id{k:03d}_{j:02d}.png"
+            if layout == "folders":
+                rel = Path(f"id{k:03d}") / f"img{j:02d}.png"
+            else:
+                rel = Path("images") / f"id{k:03d}_{j:02d}.png"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(instance(pat, rng, noise, background=background)).save(root / rel)
             rows.append({"image_id": len(rows), "identity": f"id{k:03d}", "path": rel.as_posix()})

@@ -68,8 +68,8 @@ def test_skyline_beats_baseline_on_nyala():
         pytest.skip(f"{root} is absent (shared real data not checked out)")
     full = load_dataset(f"metadata:{root}")
     top = full.metadata.identity.value_counts().index[:20]  # a 493-image subset keeps the test short
-    ds = ReidDataset(name="nyala-top20", metadata=full.metadata[full.metadata.identity.isin(top)].reset_index(drop=True),
-                     root=full.root)
+    meta = full.metadata[full.metadata.identity.isin(top)].reset_index(drop=True)
+    ds = ReidDataset(name="nyala-top20", metadata=meta, root=full.root)
     common = {"image_size": 48, "progress": False}
     base = Trial(make_trial_config({"dataset": "x", "method": "none", "trainer": "baseline", "cycles": 0,
                                     "trainer_params": common}), dataset=ds).run()
@@ -190,3 +190,16 @@ def test_resnet50_trainer_without_weights_fails_clearly(small_images, tmp_path, 
     rc = cli_main(["run", "--dataset", f"metadata:{small_images}", "--trainer", "spcl", "--cycles", "0",
                    "--trainer-param", "backbone=resnet50"])
     assert rc == 2  # a one-line error, not a traceback
+
+
+def test_spcl_offers_its_memory_as_sampling_features(small_images):
+    ds = load_dataset(f"metadata:{small_images}")
+    t = SpCLTrainer(**TINY, epochs=1, al_every=1, iters=2, batch_size=16, k1=10, k2=3, threads=1)
+    t.setup(ds, seed=0)
+    idx = np.arange(0, ds.n, 2)
+    assert np.allclose(t.sampling_features(idx), t.embed()[idx])  # before any training: the eval features
+    t.fit_cycle(CycleInput(cycle=1, seed=0, train_idx=idx, pseudo_labels=np.arange(len(idx)),
+                           constraints=ConstraintStore(len(idx)), refine=lambda labels, feats: labels))
+    mem = t.sampling_features(idx)
+    assert mem.shape == (len(idx), 64) and np.allclose(np.linalg.norm(mem, axis=1), 1, atol=1e-5)
+    assert not np.allclose(mem, t.embed()[idx], atol=1e-3)  # the momentum memory, not a re-extraction
