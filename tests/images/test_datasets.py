@@ -182,3 +182,27 @@ def test_shared_real_datasets(name, n, ids):
     assert d.n == n and d.metadata.identity.nunique() == ids and d.root == root
     store = ImageStore(d.root, d.metadata.path.tolist())
     assert store.resized(0, (32, 32)).shape == (32, 32, 3)
+
+
+def test_market1501_trial_uses_the_standard_query_gallery(tmp_path):
+    from alreid.harness.settings import make_trial_config
+    from alreid.harness.trial import Trial
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "Market-1501-v15.09.15"
+    layout = {"bounding_box_train": [(p, c) for p in (11, 12, 13) for c in (1, 2)],
+              "query": [(1, 1), (2, 2)], "bounding_box_test": [(1, 1), (1, 3), (2, 4), (0, 5)]}
+    for folder, items in layout.items():
+        (root / folder).mkdir(parents=True)
+        for k, (pid, cam) in enumerate(items):
+            arr = rng.integers(0, 256, size=(32, 16, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / folder / f"{pid:04d}_c{cam}s1_{k:06d}_00.jpg")
+    cfg = make_trial_config({"dataset": f"market1501:{tmp_path}", "trainer": "baseline", "cycles": 0,
+                             "trainer_params": {"backbone": "tiny", "image_size": "32x16", "progress": False}})
+    trial = Trial(cfg)
+    role = trial.dataset.metadata.role.to_numpy()
+    assert (role[trial.protocol.query_idx] == "query").all() and len(trial.protocol.query_idx) == 2
+    assert (role[trial.protocol.gallery_idx] == "gallery").all() and len(trial.protocol.gallery_idx) == 4
+    assert trial.cameras is not None  # the adapter's camera column filters same-camera matches
+    rec = trial.run()
+    assert rec.mAP.notna().all()
