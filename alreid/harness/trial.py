@@ -194,8 +194,7 @@ class Trial:
                                "seed": cfg.seed, "cycle": cycle, "n_train": self.n, "pairs_total": self.pairs_total,
                                "budget_pairs": 0 if cycle == 0 else self.budget, "pairs_asked": 0}
         if cycle > 0:
-            emb = self.trainer.embed()
-            z = emb[self.train_idx]
+            z = np.ascontiguousarray(self.trainer.sampling_features(self.train_idx), dtype=np.float32)
             t_c = time.perf_counter()
             labels, outliers, cache = self._cluster(z)
             rec["seconds_clustering"] = time.perf_counter() - t_c

@@ -51,6 +51,10 @@ class Trainer(Configurable, abc.ABC):
     def embed(self) -> np.ndarray:
         """L2-normalised embeddings of every dataset row, float32 (n, d)."""
 
+    def sampling_features(self, train_idx: np.ndarray) -> np.ndarray:
+        """What the base clustering and the sampler see for the pool; SpCL overrides it with its memory."""
+        return self.embed()[np.asarray(train_idx)]
+
     @abc.abstractmethod
     def fit_cycle(self, inp: CycleInput) -> dict[str, Any]:
         """Train between two cycles; returns numbers worth logging (loss, images/s, ...)."""
