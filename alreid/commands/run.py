@@ -24,7 +24,8 @@ def add_trial_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trainer-param", action="append", default=[], metavar="KEY=VALUE",
                    help="trainer hyperparameter, repeatable (e.g. --trainer-param iters=100)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cycles", type=int, default=5, help="active-learning cycles after cycle 0 (default 5)")
+    p.add_argument("--cycles", type=int, default=None,
+                   help="active-learning cycles after cycle 0 (default 5, or epochs / al-every when those are given)")
     p.add_argument("--budget-fraction", type=float, default=2e-4,
                    help="pairs per cycle as a fraction of all pairs (default 2e-4 = 0.02%%)")
     p.add_argument("--budget-pairs", type=int, default=None, help="fixed number of pairs per cycle (overrides the fraction)")
@@ -62,11 +63,15 @@ def trial_config_from_args(args: argparse.Namespace):
         value = getattr(args, f"tp_{key}", None)
         if value is not None:
             trainer_params[key] = value
+    cycles = args.cycles
+    if cycles is None:  # image trainers: cycles x al_every = epochs (the paper: 50 epochs, every 10)
+        epochs, every = trainer_params.get("epochs"), trainer_params.get("al_every")
+        cycles = math.ceil((epochs or 50) / (every or 10)) if (epochs or every) else 5
     return make_trial_config({
         "dataset": dataset_spec(args.dataset, args.subset), "method": args.method,
         "params": parse_kv_list(args.param, "--param"),
         "trainer": args.trainer, "trainer_params": trainer_params,
-        "seed": args.seed, "cycles": args.cycles, "budget_fraction": args.budget_fraction,
+        "seed": args.seed, "cycles": cycles, "budget_fraction": args.budget_fraction,
         "budget_pairs": args.budget_pairs, "oracle_error_rate": args.oracle_error, "refine": args.refine,
         "clustering": {"method": args.clustering},
         "protocol": {"split_seed": args.split_seed, "camera_column": args.camera_column},

@@ -20,7 +20,7 @@ class HybridMemory:
         self.features = F.normalize(features.detach().float(), dim=1).clone()
         labels = np.asarray(labels)
         _, inv = np.unique(labels, return_inverse=True)
-        self.labels = torch.as_tensor(inv, dtype=torch.long)
+        self.labels = torch.as_tensor(inv, dtype=torch.long, device=self.features.device)
         self.n_classes = int(inv.max()) + 1 if len(inv) else 0
         self.counts = torch.bincount(self.labels, minlength=self.n_classes).float()
         self.temperature = temperature
@@ -28,7 +28,8 @@ class HybridMemory:
 
     def centroids(self) -> torch.Tensor:
         """Unnormalised mean memory vector of every class (the mean of member similarities)."""
-        sums = torch.zeros(self.n_classes, self.features.shape[1], dtype=self.features.dtype)
+        sums = torch.zeros(self.n_classes, self.features.shape[1], dtype=self.features.dtype,
+                           device=self.features.device)
         sums.index_add_(0, self.labels, self.features)
         return sums / self.counts[:, None]
 
