@@ -104,15 +104,8 @@ class ClusterContrastTrainer(ImageTrainer):
         check_range(owner, "k1", self.k1, 2, integer=True)
         check_range(owner, "k2", self.k2, 1, integer=True)
 
-    def fit_cycle(self, inp: CycleInput) -> dict[str, Any]:
-        with self._threads():
-            return self._fit(inp)
-
-    def _fit(self, inp: CycleInput) -> dict[str, Any]:
+    def _fit(self, inp: CycleInput, n_epochs: int) -> dict[str, Any]:
         train_idx = np.asarray(inp.train_idx)
-        n_epochs = self.cycle_epochs()
-        if n_epochs == 0:
-            return self.summarise([], {"epochs_total": self.epochs_done_})
         gen = torch.Generator().manual_seed(int(inp.seed))
         rng = np.random.default_rng(int(inp.seed))
         cams = self.dataset_.column("camera")

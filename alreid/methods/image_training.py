@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from alreid.datasets.base import ReidDataset
 from alreid.datasets.images import ImageStore
 from alreid.errors import DatasetError
-from alreid.methods.trainer_base import Trainer
+from alreid.methods.trainer_base import CycleInput, Trainer
 from alreid.models.hybrid_memory import HybridMemory
 from alreid.plugin import check_range
 
@@ -238,6 +238,18 @@ class ImageTrainer(Trainer):
     def sampling_features(self, train_idx: np.ndarray) -> np.ndarray:
         """The features an AL sampler should cluster (spec 1.11 ``aas_features``); fresh embeddings here."""
         return self.pool_features(train_idx)
+
+    def fit_cycle(self, inp: CycleInput) -> dict[str, Any]:
+        """This cycle's ``al_every`` epochs (none once ``epochs`` are used up), with the thread setting applied."""
+        with self._threads():
+            n_epochs = self.cycle_epochs()
+            if n_epochs == 0:
+                return self.summarise([], {"epochs_total": self.epochs_done_})
+            return self._fit(inp, n_epochs)
+
+    def _fit(self, inp: CycleInput, n_epochs: int) -> dict[str, Any]:
+        """Train ``n_epochs`` epochs; implemented by each image trainer."""
+        raise NotImplementedError
 
     def _decode_workers(self) -> int:
         """Threads decoding cache misses: a GPU step is fast enough for decoding to be the bottleneck,

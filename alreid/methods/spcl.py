@@ -157,15 +157,8 @@ class SpCLTrainer(ImageTrainer):
         self.memory_ = torch.as_tensor(self.pool_features(train_idx), device=self.device_)
 
     # training -----------------------------------------------------------------------------------
-    def fit_cycle(self, inp: CycleInput) -> dict[str, Any]:
-        with self._threads():
-            return self._fit(inp)
-
-    def _fit(self, inp: CycleInput) -> dict[str, Any]:
+    def _fit(self, inp: CycleInput, n_epochs: int) -> dict[str, Any]:
         train_idx = np.asarray(inp.train_idx)
-        n_epochs = self.cycle_epochs()
-        if n_epochs == 0:
-            return self.summarise([], {"epochs_total": self.epochs_done_})
         if self.memory_ is None or len(self.memory_) != len(train_idx):
             self.init_memory(train_idx)
         gen = torch.Generator().manual_seed(int(inp.seed))
