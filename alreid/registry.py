@@ -126,12 +126,12 @@ SAMPLERS: Registry[Any] = Registry(
     "sampler",
     "alreid.samplers",
     {
-        "random": "alreid.methods.random_pairs:RandomSampler",
-        "none": "alreid.methods.no_sampling:NoSampler",
-        "aas": "alreid.methods.aas:AASSampler",
-        "gbas": "alreid.methods.gbas:GBASSampler",
-        "lbas": "alreid.methods.lbas:LBASSampler",
-        "nis": "alreid.methods.nis:NISSampler",
+        "random": "alreid.samplers.random_pairs:RandomSampler",
+        "none": "alreid.samplers.no_sampling:NoSampler",
+        "aas": "alreid.samplers.aas:AASSampler",
+        "gbas": "alreid.samplers.gbas:GBASSampler",
+        "lbas": "alreid.samplers.lbas:LBASSampler",
+        "nis": "alreid.samplers.nis:NISSampler",
     },
 )
 
@@ -139,11 +139,11 @@ TRAINERS: Registry[Any] = Registry(
     "trainer",
     "alreid.trainers",
     {
-        "head": "alreid.methods.head_trainer:HeadTrainer",
-        "spcl": "alreid.methods.spcl:SpCLTrainer",
-        "clustercontrast": "alreid.methods.clustercontrast:ClusterContrastTrainer",
-        "baseline": "alreid.methods.reference_trainers:BaselineTrainer",
-        "skyline": "alreid.methods.reference_trainers:SkylineTrainer",
+        "head": "alreid.trainers.head:HeadTrainer",
+        "spcl": "alreid.trainers.spcl:SpCLTrainer",
+        "clustercontrast": "alreid.trainers.clustercontrast:ClusterContrastTrainer",
+        "baseline": "alreid.trainers.reference_trainers:BaselineTrainer",
+        "skyline": "alreid.trainers.reference_trainers:SkylineTrainer",
     },
 )
 

@@ -108,7 +108,7 @@ def run_one(n: int, dim: int, *, n_constraints: int, index: str, seed: int, refe
     from alreid.clustering.np3 import np3
     from alreid.clustering.views import dbscan_labels, finch_labels, singletonize
     from alreid.constraints import ConstraintStore
-    from alreid.methods.base import NeighbourCache, SamplingContext
+    from alreid.samplers.base import NeighbourCache, SamplingContext
 
     import warnings
 

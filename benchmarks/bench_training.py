@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alreid.methods.image_training import DeviceHybridMemory
+from alreid.trainers.image_training import DeviceHybridMemory
 from alreid.models.backbones import build_backbone, fold_batchnorm
 from alreid.models.features import autocast
 from alreid.models.transforms import InputSpec, TrainAugment

@@ -1,8 +1,8 @@
 import numpy as np
 
 from alreid.constraints import ConstraintStore
-from alreid.methods.base import NeighbourCache, SamplingContext
-from alreid.methods.random_pairs import RandomSampler
+from alreid.samplers.base import NeighbourCache, SamplingContext
+from alreid.samplers.random_pairs import RandomSampler
 
 
 def _ctx(n, store=None):

@@ -1,7 +1,7 @@
 import pytest
 
 from alreid.errors import UnknownPluginError
-from alreid.methods.base import Sampler
+from alreid.samplers.base import Sampler
 from alreid.registry import DATASETS, SAMPLERS, TRAINERS, Registry
 
 
@@ -36,7 +36,7 @@ def test_duplicate_third_party_name_is_an_error(monkeypatch):
         name, value, dist = "random", "other_pkg.mod:Other", None
 
     monkeypatch.setattr(regmod, "entry_points", lambda group: [FakeEP()])
-    reg = Registry("sampler", "alreid.samplers", {"random": "alreid.methods.random_pairs:RandomSampler"})
+    reg = Registry("sampler", "alreid.samplers", {"random": "alreid.samplers.random_pairs:RandomSampler"})
     with pytest.raises(UnknownPluginError, match="registered twice"):
         reg.names()
 

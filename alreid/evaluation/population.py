@@ -4,7 +4,7 @@ The number of identities is K = sum_i 1/deg(i), deg(i) = size of i's identity (s
 vertices v ~ Q, and for each v a few neighbours j ~ q_v = s(v, .), a row softmax of cosine
 similarity; asking "same individual?" for every (v, j) gives an importance-sampling estimate of
 deg(v), hence of K, with a normal-approximation confidence interval. This module is the pure
-estimator (usable on any features and any source of answers); :mod:`alreid.methods.nis` uses it to
+estimator (usable on any features and any source of answers); :mod:`alreid.samplers.nis` uses it to
 choose the pairs an annotator is asked about and to log the estimate every cycle.
 
 Similarity rows are computed on demand, one sampled vertex at a time, so no n x n matrix is ever

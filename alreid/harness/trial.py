@@ -22,8 +22,8 @@ from alreid.constraints import ConstraintStore
 from alreid.datasets.base import UNKNOWN_IDENTITY, ReidDataset, load_dataset
 from alreid.errors import AlreidError
 from alreid.harness.settings import TrialConfig
-from alreid.methods.base import NeighbourCache, SamplingContext
-from alreid.methods.trainer_base import CycleInput
+from alreid.samplers.base import NeighbourCache, SamplingContext
+from alreid.trainers.base import CycleInput
 from alreid.oracle import SimulatedOracle
 
 METRICS = ("mAP", "mINP", "top1", "top3", "top5", "top10", "BAKS", "AUC")
@@ -159,6 +159,7 @@ class Trial:
         self.constraints = ConstraintStore(self.n)
         self.records: list[dict[str, Any]] = []
         self.next_cycle = 0
+        self._pending: dict[str, Any] | None = None
 
     # state ------------------------------------------------------------------------------------------
     def state(self) -> TrialState:
@@ -173,6 +174,7 @@ class Trial:
         self.trainer.load_state_dict(state.trainer_state)
         self.records = list(state.records)
         self.next_cycle = state.cycle + 1
+        self._pending = None
 
     # the loop ---------------------------------------------------------------------------------------
     def _cluster(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, NeighbourCache]:
@@ -187,12 +189,27 @@ class Trial:
             cache.get(("jaccard", c.k1, c.k2), lambda: dist)
         return labels, outliers, cache
 
-    def run_cycle(self, cycle: int) -> dict[str, Any]:
+    # one cycle in three steps: ask, answer, train and evaluate -------------------------------------
+    def next_pairs(self) -> np.ndarray:
+        """Start cycle ``self.next_cycle``: cluster, let the sampler choose, return the pairs to ask.
+
+        Returns an ``[m, 2]`` array of training-pool indices (positions in :attr:`train_idx`); empty at
+        cycle 0 and for samplers that ask nothing. Call :meth:`answer` with the answers (any oracle: the
+        simulator, a person, a file), then :meth:`train_and_evaluate`. Calling it again before
+        :meth:`train_and_evaluate` returns the same pending pairs.
+        """
+        if self._pending is not None:
+            return self._pending["pairs"]
         cfg = self.cfg
+        cycle = self.next_cycle
+        if cycle > cfg.cycles:
+            raise AlreidError(f"the trial has run all its {cfg.cycles} cycles")
         t0 = time.perf_counter()
         rec: dict[str, Any] = {"dataset": self.dataset.name, "method": cfg.method, "trainer": cfg.trainer,
                                "seed": cfg.seed, "cycle": cycle, "n_train": self.n, "pairs_total": self.pairs_total,
                                "budget_pairs": 0 if cycle == 0 else self.budget, "pairs_asked": 0}
+        pending: dict[str, Any] = {"cycle": cycle, "rec": rec, "t0": t0, "pairs": np.empty((0, 2), dtype=np.int64),
+                                   "answered": False}
         if cycle > 0:
             z = np.ascontiguousarray(self.trainer.sampling_features(self.train_idx), dtype=np.float32)
             t_c = time.perf_counter()
@@ -209,13 +226,41 @@ class Trial:
             rec["seconds_sampling"] = time.perf_counter() - t_s
             for key, value in getattr(self.sampler, "stats_", {}).items():
                 rec[f"pool_{key}"] = value
-            if len(pairs):
-                answers = self.oracle.query(pairs)
-                self.constraints.add_many(pairs, answers, cycle=cycle)
-                rec["pairs_asked"] = int(len(pairs))
-                rec["pairs_ml"] = int(answers.sum())
+            pending.update(z=z, labels=labels, pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
+        self._pending = pending
+        return pending["pairs"]
+
+    def answer(self, pairs: np.ndarray, answers: np.ndarray) -> None:
+        """Store the answers (True = same individual) to the pending pairs as constraints."""
+        if self._pending is None:
+            raise AlreidError("no pairs are pending: call next_pairs() first")
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        answers = np.asarray(answers, dtype=bool).reshape(-1)
+        if len(pairs) != len(answers):
+            raise AlreidError(f"{len(pairs)} pairs but {len(answers)} answers")
+        if len(pairs):
+            self.constraints.add_many(pairs, answers, cycle=self._pending["cycle"])
+            rec = self._pending["rec"]
+            rec["pairs_asked"] = int(rec["pairs_asked"] + len(pairs))
+            rec["pairs_ml"] = int(rec.get("pairs_ml", 0) + answers.sum())
+        self._pending["answered"] = True
+
+    def ask_oracle(self) -> None:
+        """Answer the pending pairs with the trial's simulated oracle."""
+        pairs = self.next_pairs()
+        self.answer(pairs, self.oracle.query(pairs) if len(pairs) else np.empty(0, dtype=bool))
+
+    def train_and_evaluate(self) -> dict[str, Any]:
+        """Finish the pending cycle: refine the pseudo-labels, train, evaluate; returns its record."""
+        if self._pending is None:
+            self.next_pairs()
+        pending, self._pending = self._pending, None
+        cfg = self.cfg
+        cycle, rec = pending["cycle"], pending["rec"]
+        if cycle > 0:
+            z = pending["z"]
             np3_options = cfg.np3.model_dump()
-            refined = refine_labels(labels, self.constraints, z, cfg.refine, np3_options)
+            refined = refine_labels(pending["labels"], self.constraints, z, cfg.refine, np3_options)
             t_t = time.perf_counter()
             stats = self.trainer.fit_cycle(CycleInput(
                 cycle=cycle, seed=stream_seed(cfg.seed, cycle, "trainer"), train_idx=self.train_idx,
@@ -235,14 +280,20 @@ class Trial:
         prev = self.records[-1]["pairs_cum"] if self.records else 0
         rec["pairs_cum"] = int(prev + rec["pairs_asked"])
         rec["budget_used_pct"] = 100.0 * rec["pairs_cum"] / self.pairs_total
-        rec["seconds"] = time.perf_counter() - t0
+        rec["seconds"] = time.perf_counter() - pending["t0"]
+        self.records.append(rec)
+        self.next_cycle = cycle + 1
         return rec
 
+    def run_cycle(self) -> dict[str, Any]:
+        """One whole cycle with the simulated oracle."""
+        self.next_pairs()
+        self.ask_oracle()
+        return self.train_and_evaluate()
+
     def run(self, *, on_cycle: Callable[[dict[str, Any], "Trial"], None] | None = None) -> pd.DataFrame:
-        for cycle in range(self.next_cycle, self.cfg.cycles + 1):
-            rec = self.run_cycle(cycle)
-            self.records.append(rec)
-            self.next_cycle = cycle + 1
+        while self.next_cycle <= self.cfg.cycles:
+            rec = self.run_cycle()
             if on_cycle is not None:
                 on_cycle(rec, self)
         return pd.DataFrame(self.records)

@@ -53,7 +53,7 @@ class ResidualHead(nn.Module):
 
 @dataclass
 class HeadSettings:
-    """Training settings; the defaults live in :class:`alreid.methods.head_trainer.HeadTrainer` only."""
+    """Training settings; the defaults live in :class:`alreid.trainers.head.HeadTrainer` only."""
 
     hidden: int
     iters: int

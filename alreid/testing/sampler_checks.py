@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from alreid.constraints import ConstraintStore
-from alreid.methods.base import NeighbourCache, Sampler, SamplingContext
+from alreid.samplers.base import NeighbourCache, Sampler, SamplingContext
 
 
 def make_context(n_ids: int = 12, per_id: int = 8, dim: int = 16, *, seed: int = 0, n_answers: int = 40,

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alreid.methods.clustercontrast import ClusterMemory, cc_pseudo_labels
-from alreid.methods.image_training import DeviceHybridMemory, RandomMultipleGallerySampler
-from alreid.methods.spcl import independence_threshold, own_cluster_iou, reliable_labels, spcl_pseudo_labels
+from alreid.trainers.clustercontrast import ClusterMemory, cc_pseudo_labels
+from alreid.trainers.image_training import DeviceHybridMemory, RandomMultipleGallerySampler
+from alreid.trainers.spcl import independence_threshold, own_cluster_iou, reliable_labels, spcl_pseudo_labels
 from alreid.models.hybrid_memory import HybridMemory
 
 

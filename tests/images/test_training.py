@@ -16,8 +16,8 @@ from alreid.datasets import load_dataset
 from alreid.datasets.base import ReidDataset
 from alreid.harness.settings import make_trial_config
 from alreid.harness.trial import Trial, TrialState, run_trial
-from alreid.methods.spcl import SpCLTrainer
-from alreid.methods.trainer_base import CycleInput
+from alreid.trainers.spcl import SpCLTrainer
+from alreid.trainers.base import CycleInput
 
 from .helpers import SHARED, write_identity_dataset
 

@@ -11,8 +11,8 @@ import scipy.sparse as sp
 
 from alreid.constraints import ConstraintStore
 from alreid.errors import ConfigError
-from alreid.methods.base import NeighbourCache, SamplingContext
-from alreid.methods.gbas import GBASSampler
+from alreid.samplers.base import NeighbourCache, SamplingContext
+from alreid.samplers.gbas import GBASSampler
 
 
 def blobs(n_ids: int = 8, per_id: int = 6, dim: int = 16, noise: float = 0.5, seed: int = 0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alreid.methods.base import Sampler, SamplingContext
+from alreid.samplers.base import Sampler, SamplingContext
 
 
 class NoSampler(Sampler):

@@ -25,8 +25,8 @@ import numpy as np
 from alreid.constraints import ML, UNKNOWN, ConstraintStore
 from alreid.evaluation.population import (TAU, NestedDraws, PopulationEstimate, SoftmaxRows, draw_nested,
                                           summarise_terms, vertex_proposal, vertex_terms)
-from alreid.methods.base import Sampler, SamplingContext, drop_known
-from alreid.methods.fps import check_choice
+from alreid.samplers.base import Sampler, SamplingContext, drop_known
+from alreid.samplers.fps import check_choice
 from alreid.plugin import check_range
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from alreid.errors import AlreidError
-from alreid.methods.image_training import COMMON_DEFAULTS, ImageTrainer, factorize
-from alreid.methods.spcl import SpCLTrainer
-from alreid.methods.trainer_base import CycleInput
+from alreid.trainers.image_training import COMMON_DEFAULTS, ImageTrainer, factorize
+from alreid.trainers.spcl import SpCLTrainer
+from alreid.trainers.base import CycleInput
 
 
 class BaselineTrainer(ImageTrainer):

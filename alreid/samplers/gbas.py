@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from alreid.methods.base import Sampler, SamplingContext
-from alreid.methods.fps import FPS_STARTS, PairPicker, check_choice, farthest_point_order, ranked, triplets_for
+from alreid.samplers.base import Sampler, SamplingContext
+from alreid.samplers.fps import FPS_STARTS, PairPicker, check_choice, farthest_point_order, ranked, triplets_for
 from alreid.plugin import check_range
 
 NEGATIVE_RULES = ("jaccard", "cosine_rank")

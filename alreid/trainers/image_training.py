@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from alreid.datasets.base import ReidDataset
 from alreid.datasets.images import ImageStore
 from alreid.errors import DatasetError
-from alreid.methods.trainer_base import CycleInput, Trainer
+from alreid.trainers.base import CycleInput, Trainer
 from alreid.models.hybrid_memory import HybridMemory
 from alreid.plugin import check_range
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from alreid.methods.base import Sampler, SamplingContext
-from alreid.methods.fps import FPS_STARTS, PairPicker, check_choice, farthest_point_order, ranked, triplets_for
+from alreid.samplers.base import Sampler, SamplingContext
+from alreid.samplers.fps import FPS_STARTS, PairPicker, check_choice, farthest_point_order, ranked, triplets_for
 
 
 def largest_remainder(sizes: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ from alreid.constraints import ConstraintStore
 from alreid.errors import ConfigError
 from alreid.evaluation.population import (NestedDraws, SoftmaxRows, answers_from_labels, draw_nested,
                                           estimate_population, vertex_proposal)
-from alreid.methods.nis import NISSampler, answers_from_constraints
-from tests.methods.test_gbas import blobs, context
+from alreid.samplers.nis import NISSampler, answers_from_constraints
+from tests.samplers.test_gbas import blobs, context
 
 
 def _identities(seed: int, n_ids: int = 30, dim: int = 32, noise: float = 0.4):
@@ -134,7 +134,7 @@ def test_large_pool_never_builds_a_pairwise_matrix():
     n = 300_000  # an n x n float matrix would need 360 GB
     x = np.random.default_rng(0).standard_normal((n, 4)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    from alreid.methods.base import NeighbourCache, SamplingContext
+    from alreid.samplers.base import NeighbourCache, SamplingContext
 
     ctx = SamplingContext(features=x, labels=np.arange(n), outliers=np.zeros(n, bool),
                           constraints=ConstraintStore(n), neighbours=NeighbourCache(x))

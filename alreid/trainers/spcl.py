@@ -16,8 +16,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from alreid.methods.image_training import DeviceHybridMemory, ImageTrainer, RandomMultipleGallerySampler
-from alreid.methods.trainer_base import CycleInput
+from alreid.trainers.image_training import DeviceHybridMemory, ImageTrainer, RandomMultipleGallerySampler
+from alreid.trainers.base import CycleInput
 from alreid.plugin import check_range
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from alreid.datasets.base import ReidDataset
 from alreid.errors import DatasetError
-from alreid.methods.trainer_base import CycleInput, Trainer
+from alreid.trainers.base import CycleInput, Trainer
 from alreid.plugin import check_range
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alreid.methods.image_training import ImageTrainer, RandomMultipleGallerySampler
-from alreid.methods.trainer_base import CycleInput
+from alreid.trainers.image_training import ImageTrainer, RandomMultipleGallerySampler
+from alreid.trainers.base import CycleInput
 from alreid.plugin import check_range
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from alreid.constraints import ConstraintStore
 from alreid.errors import ConfigError
-from alreid.methods.lbas import LBASSampler, largest_remainder
-from tests.methods.test_gbas import blobs, check_first_open, context, triplets
+from alreid.samplers.lbas import LBASSampler, largest_remainder
+from tests.samplers.test_gbas import blobs, check_first_open, context, triplets
 
 
 def _with_outliers(seed: int = 0):

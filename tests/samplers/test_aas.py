@@ -16,9 +16,9 @@ import scipy.sparse as sp
 
 from alreid.constraints import ConstraintStore
 from alreid.errors import ConfigError
-from alreid.methods import aas_pools as pools
-from alreid.methods.aas import AASSampler
-from alreid.methods.base import NeighbourCache, SamplingContext
+from alreid.samplers import aas_pools as pools
+from alreid.samplers.aas import AASSampler
+from alreid.samplers.base import NeighbourCache, SamplingContext
 
 
 def circle(deg: list[float]) -> np.ndarray:

@@ -5,7 +5,7 @@ distance (the trial's base clustering) and B = FINCH - disagree where the embedd
 AAS asks about (i) pairs of region medoids that might be one identity split across regions
 (over-segmentation, U_os) and (ii) the closest pair across two clusters of one view that the other
 view joins (under-segmentation, U_us), and draws from U = U_os ∪ U_us with Eq. 6.
-The pure pool computations live in :mod:`alreid.methods.aas_pools`.
+The pure pool computations live in :mod:`alreid.samplers.aas_pools`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from alreid.errors import ConfigError
-from alreid.methods import aas_pools as pools
-from alreid.methods.base import Sampler, SamplingContext
+from alreid.samplers import aas_pools as pools
+from alreid.samplers.base import Sampler, SamplingContext
 from alreid.plugin import check_range
 
 _PI_MODES = ("uniform", "proportional")
