@@ -121,12 +121,15 @@ def standard_protocol(metadata: pd.DataFrame):
 class Trial:
     """Holds the objects of one trial; :meth:`run` executes the remaining cycles."""
 
-    def __init__(self, cfg: TrialConfig, dataset: ReidDataset | None = None) -> None:
+    def __init__(self, cfg: TrialConfig, dataset: ReidDataset | None = None, *, sampler: Any = None,
+                 trainer: Any = None) -> None:
+        """``sampler``/``trainer``: ready plugin objects (the Python API's) instead of building them
+        from ``cfg.method``/``cfg.params`` and ``cfg.trainer``/``cfg.trainer_params``."""
         from alreid.registry import SAMPLERS, TRAINERS
 
         self.cfg = cfg
-        self.sampler = SAMPLERS.get(cfg.method).from_params(cfg.params)
-        self.trainer = TRAINERS.get(cfg.trainer).from_params(cfg.trainer_params)
+        self.sampler = sampler if sampler is not None else SAMPLERS.get(cfg.method).from_params(cfg.params)
+        self.trainer = trainer if trainer is not None else TRAINERS.get(cfg.trainer).from_params(cfg.trainer_params)
 
         from alreid.datasets.splits import resolve_split
         from alreid.evaluation.protocol import build_protocol
