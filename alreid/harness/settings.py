@@ -65,6 +65,8 @@ class TrialConfig(_Strict):
     refine: Literal["np3", "ml_merge", "none"] = "np3"
     np3: Np3Settings = Field(default_factory=Np3Settings)
     oracle_error_rate: float = Field(0.0, ge=0.0, lt=0.5)
+    #: who answers: "simulated" (ground truth) or "replay:FILE[?missing=simulate]" (earlier, e.g. human, answers)
+    oracle: str = "simulated"
     clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
     protocol: ProtocolSettings = Field(default_factory=ProtocolSettings)
 
@@ -74,6 +76,22 @@ class TrialConfig(_Strict):
         if not v or not v.strip():
             raise ValueError("must not be empty")
         return v
+
+    @field_validator("oracle")
+    @classmethod
+    def _oracle(cls, v: str) -> str:
+        """Check the spec and make a replay file absolute, so Ray workers in other folders find it."""
+        from pathlib import Path
+
+        from alreid.oracle import parse_oracle_spec
+
+        kind, path, missing = parse_oracle_spec(v)
+        if kind == "simulated":
+            return "simulated"
+        file = Path(path).expanduser().resolve()
+        if not file.is_file():
+            raise ValueError(f"replay answers file {path} does not exist (write it with 'alreid annotate export')")
+        return f"replay:{file}" + ("?missing=simulate" if missing == "simulate" else "")
 
     def cycle_budget(self, n: int) -> int:
         """Pairs allowed per cycle: a fraction of all n(n-1)/2 pairs (spec 1.9), or a fixed count."""
