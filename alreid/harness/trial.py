@@ -24,7 +24,7 @@ from alreid.errors import AlreidError
 from alreid.harness.settings import TrialConfig
 from alreid.samplers.base import NeighbourCache, SamplingContext
 from alreid.trainers.base import CycleInput
-from alreid.oracle import SimulatedOracle
+from alreid.oracle import SimulatedOracle, make_oracle
 
 METRICS = ("mAP", "mINP", "top1", "top3", "top5", "top10", "BAKS", "AUC")
 _STREAMS = {"sampler": 1, "trainer": 2}
@@ -139,7 +139,11 @@ class Trial:
         self.identities = self.dataset.identities
         start = self.trainer.embed()
         p = cfg.protocol
-        if "role" in self.dataset.metadata.columns:  # a benchmark with its own query/gallery (Market-1501)
+        #: False when no image has a known identity (a user's own photos): every image is trained on, no metrics
+        self.evaluates = bool((self.identities != UNKNOWN_IDENTITY).any())
+        if not self.evaluates:
+            self.protocol = None
+        elif "role" in self.dataset.metadata.columns:  # a benchmark with its own query/gallery (Market-1501)
             self.protocol = standard_protocol(self.dataset.metadata)
         else:
             is_train = resolve_split(self.dataset.metadata, seed=p.split_seed)
@@ -151,14 +155,16 @@ class Trial:
             self.cameras = self.dataset.column(camera_column)
             if self.cameras is None:
                 raise AlreidError(f"camera column {camera_column!r} is not in the metadata of {self.dataset.name!r}")
-        self.train_idx = np.asarray(self.protocol.train_idx)
+        self.train_idx = np.asarray(self.protocol.train_idx) if self.protocol is not None else np.arange(self.dataset.n)
         self.n = len(self.train_idx)
         if self.n < 2:
             raise AlreidError(f"dataset {self.dataset.name!r} has fewer than 2 training images")
         self.pairs_total = self.n * (self.n - 1) // 2
         self.budget = cfg.cycle_budget(self.n)
         self.pool_identities = oracle_identities(self.identities[self.train_idx])
-        self.oracle = SimulatedOracle(self.pool_identities, error_rate=cfg.oracle_error_rate, seed=cfg.seed)
+        self.oracle = make_oracle(cfg.oracle, self.pool_identities, error_rate=cfg.oracle_error_rate, seed=cfg.seed,
+                                  keys=self.dataset.metadata["image_id"].to_numpy()[self.train_idx],
+                                  truth_known=self.evaluates)
         self.constraints = ConstraintStore(self.n)
         self.records: list[dict[str, Any]] = []
         self.next_cycle = 0
@@ -249,9 +255,18 @@ class Trial:
         self._pending["answered"] = True
 
     def ask_oracle(self) -> None:
-        """Answer the pending pairs with the trial's simulated oracle."""
+        """Answer the pending pairs with the trial's oracle (simulated, or replayed from a file)."""
         pairs = self.next_pairs()
-        self.answer(pairs, self.oracle.query(pairs) if len(pairs) else np.empty(0, dtype=bool))
+        if len(pairs) and not self.evaluates and isinstance(self.oracle, SimulatedOracle):
+            raise AlreidError(f"dataset {self.dataset.name!r} has no identities to simulate answers from; "
+                              "answer the pairs with 'alreid annotate' or pass --oracle replay:FILE")
+        answers = self.oracle.query(pairs) if len(pairs) else np.empty(0, dtype=bool)
+        answered = getattr(self.oracle, "answered_", None)  # a replayed 'not sure' is asked but no constraint
+        if len(pairs) and answered is not None:
+            pairs, answers = pairs[answered], answers[answered]
+        self.answer(pairs, answers)
+        if hasattr(self.oracle, "n_simulated_"):
+            self._pending["rec"]["oracle_simulated"] = int(self.oracle.n_simulated_)
 
     def train_and_evaluate(self) -> dict[str, Any]:
         """Finish the pending cycle: refine the pseudo-labels, train, evaluate; returns its record."""
@@ -273,11 +288,13 @@ class Trial:
             rec["seconds_training"] = time.perf_counter() - t_t
             rec.update({k: v for k, v in stats.items() if np.isscalar(v)})
         t_e = time.perf_counter()
-        emb = self.trainer.embed()
-        from alreid.evaluation.protocol import evaluate_protocol
+        metrics: dict[str, Any] = {}
+        if self.protocol is not None:
+            emb = self.trainer.embed()
+            from alreid.evaluation.protocol import evaluate_protocol
 
-        metrics = evaluate_protocol(self.protocol, emb, self.identities, self.cameras,
-                                    baus_threshold=cfg.protocol.baus_threshold)
+            metrics = evaluate_protocol(self.protocol, emb, self.identities, self.cameras,
+                                        baus_threshold=cfg.protocol.baus_threshold)
         rec["seconds_eval"] = time.perf_counter() - t_e
         rec.update({k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in metrics.items()})
         prev = self.records[-1]["pairs_cum"] if self.records else 0
