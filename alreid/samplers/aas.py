@@ -212,6 +212,7 @@ class AASSampler(Sampler):
                                  "approx_regions": 0, "epsilon_eff": float(self.epsilon),
                                  "finch_clamped": bool(getattr(self, "_finch_clamped", False))}
         self.stats_ = stats
+        self.explain_: dict[str, np.ndarray] = {}  # per drawn pair, why it was asked (see _explain)
         if reg.count == 0:
             return np.zeros((0, 2), dtype=np.int64)
 
@@ -263,4 +264,25 @@ class AASSampler(Sampler):
         # §1.9 draw
         idx = pools.draw(prob, budget, rng, self.draw)
         stats["drawn"] = int(len(idx))
+        self.explain_ = self._explain(pairs[idx], prob[idx], os_pairs, us_pairs, reg, a, b, outliers)
         return pairs[idx]
+
+    @staticmethod
+    def _explain(chosen: np.ndarray, prob: np.ndarray, os_pairs: np.ndarray, us_pairs: np.ndarray,
+                 reg: pools.Regions, a: np.ndarray, b: np.ndarray, outliers: np.ndarray) -> dict[str, np.ndarray]:
+        """Why each drawn pair was asked, row-aligned with the result of select (shown to annotators).
+
+        ``pool``: "over" (U_os: medoids of two regions that may be one individual split apart), "under"
+        (U_us: closest pair across two clusters that the other view joins) or "both"; ``region_u``/``region_v``:
+        region ids (-1 outside every region); ``same_a``/``same_b``: whether view A (DBSCAN) and view B (FINCH),
+        after the known answers, put the two images in one cluster; ``outlier_u``/``outlier_v``: DBSCAN noise.
+        """
+        n = len(a)
+        key = chosen[:, 0] * np.int64(n) + chosen[:, 1]
+        in_os = np.isin(key, os_pairs[:, 0] * np.int64(n) + os_pairs[:, 1]) if len(os_pairs) else np.zeros(len(key), bool)
+        in_us = np.isin(key, us_pairs[:, 0] * np.int64(n) + us_pairs[:, 1]) if len(us_pairs) else np.zeros(len(key), bool)
+        pool = np.where(in_os & in_us, "both", np.where(in_os, "over", "under"))
+        u, v = chosen[:, 0], chosen[:, 1]
+        return {"pool": pool, "region_u": reg.region[u].astype(np.int64), "region_v": reg.region[v].astype(np.int64),
+                "same_a": a[u] == a[v], "same_b": b[u] == b[v], "outlier_u": outliers[u], "outlier_v": outliers[v],
+                "probability": np.asarray(prob, dtype=np.float64)}
