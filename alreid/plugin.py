@@ -3,12 +3,17 @@
 Hyperparameters are keyword-only constructor arguments stored verbatim under the same names, so
 ``get_params`` is derived from the signature and a plugin can be rebuilt from ``{name, params}``
 anywhere (a Ray worker, a resumed trial) with unknown names rejected up front.
+
+A family of plugins that shares a long parameter list (the image trainers) declares it once as
+``param_defaults`` instead of writing the signature in every class: :class:`Configurable` then
+generates a keyword-only ``__init__`` with exactly that signature (so ``inspect.signature``,
+``help()``, ``get_params`` and ``from_params`` see the same names and defaults).
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from alreid.errors import ConfigError
 
@@ -20,6 +25,21 @@ class Configurable:
 
     name: str = ""
     kind: str = "plugin"
+    #: declared parameters (name -> default), for classes that do not write their own ``__init__``;
+    #: a subclass extends or narrows its parent's set with an ordinary dict expression, e.g.
+    #: ``param_defaults = {**Parent.param_defaults, "eps": 0.6}``. Every declared default is also
+    #: a class attribute, so a subclass that drops a parameter from its set still reads the default.
+    param_defaults: ClassVar[dict[str, Any] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("param_defaults")
+        if declared is None:
+            return
+        for key, value in declared.items():
+            setattr(cls, key, value)
+        if "__init__" not in cls.__dict__:
+            cls.__init__ = _declared_init(cls.__name__, dict(declared))  # type: ignore[method-assign]
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -60,6 +80,24 @@ class Configurable:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def _declared_init(owner: str, defaults: dict[str, Any]) -> Callable[..., None]:
+    """A keyword-only ``__init__`` storing ``defaults`` (or the given values) verbatim, with a real signature."""
+
+    def __init__(self: Any, **params: Any) -> None:
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise TypeError(f"{owner}() got unexpected keyword argument(s) {', '.join(unknown)}")
+        for key, default in defaults.items():
+            setattr(self, key, params.get(key, default))
+
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [self_param] + [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()],
+        return_annotation=None)
+    __init__.__qualname__ = f"{owner}.__init__"
+    return __init__
 
 
 def check_range(owner: str, name: str, value: Any, lo: float | None = None, hi: float | None = None,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alreid.trainers.image_training import DeviceHybridMemory
+from alreid.models.hybrid_memory import HybridMemory
 from alreid.models.backbones import build_backbone, fold_batchnorm
 from alreid.models.features import autocast
 from alreid.models.transforms import InputSpec, TrainAugment
@@ -51,7 +51,7 @@ def bench_training(model, spec: InputSpec, device: torch.device, batch: int, ste
                            foreach=True)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     n_mem = 4 * batch
-    memory = DeviceHybridMemory(torch.randn(n_mem, model.feature_dim, device=device), np.arange(n_mem) // 4)
+    memory = HybridMemory(torch.randn(n_mem, model.feature_dim, device=device), np.arange(n_mem) // 4)
     aug = TrainAugment(spec)
     gen = torch.Generator().manual_seed(0)
     imgs = np.random.default_rng(0).integers(0, 256, size=(batch, *spec.size, 3), dtype=np.uint8)

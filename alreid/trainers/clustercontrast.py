@@ -86,15 +86,8 @@ class ClusterContrastTrainer(ImageTrainer):
     description = "ClusterContrast: per-epoch DBSCAN (NP3-refined), cluster-prototype memory, outliers dropped"
     spec_iters = 200
 
-    def __init__(self, *, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
-                 pooling: str = "gem", image_size: Any = "256x128", epochs: int = 50, al_every: int = 10,
-                 iters: int | None = None, batch_size: int = 256, num_instances: int = 16, lr: float = 3.5e-4,
-                 weight_decay: float = 5e-4, lr_step: int = 20, lr_gamma: float = 0.1, temperature: float = 0.05,
-                 momentum: float = 0.1, use_hard: bool = False, eps: float = 0.6, min_samples: int = 4,
-                 k1: int = 30, k2: int = 6, frozen_stages: int | str = "auto", device: str = "auto", amp: bool = True,
-                 eval_batch_size: int = 64, cache_features: bool = True, cache_bytes: int = 2 << 30,
-                 threads: int | None = None, progress: bool = True) -> None:
-        self._store_params(locals())
+    param_defaults = {**ImageTrainer.param_defaults, "pooling": "gem", "batch_size": 256, "num_instances": 16,
+                      "momentum": 0.1, "use_hard": False, "eps": 0.6, "min_samples": 4, "k1": 30, "k2": 6}
 
     def validate_params(self) -> None:
         super().validate_params()

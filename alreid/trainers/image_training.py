@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -22,18 +22,7 @@ from alreid.datasets.base import ReidDataset
 from alreid.datasets.images import ImageStore
 from alreid.errors import DatasetError
 from alreid.trainers.base import CycleInput, Trainer
-from alreid.models.hybrid_memory import HybridMemory
 from alreid.plugin import check_range
-
-#: parameters every image trainer takes (its ``__init__`` lists them explicitly)
-COMMON_DEFAULTS: dict[str, Any] = {
-    "backbone": "efficientnet_lite0", "weights": "imagenet", "pooling": "avg", "image_size": "256x128",
-    "epochs": 50, "al_every": 10, "iters": None, "batch_size": 64, "num_instances": 4, "lr": 3.5e-4,
-    "weight_decay": 5e-4, "lr_step": 20, "lr_gamma": 0.1, "temperature": 0.05, "momentum": 0.2,
-    "frozen_stages": "auto", "device": "auto", "amp": True, "eval_batch_size": 64, "cache_features": True,
-    "cache_bytes": 2 << 30, "threads": None, "progress": True,
-}
-
 
 class RandomMultipleGallerySampler:
     """SpCL's identity-balanced sampler over pseudo-labels (spec 4.4 step 4).
@@ -83,23 +72,6 @@ class RandomMultipleGallerySampler:
             yield np.fromiter((next(it) for _ in range(batch_size)), dtype=np.int64, count=batch_size)
 
 
-class DeviceHybridMemory(HybridMemory):
-    """:class:`HybridMemory` whose labels and counts live on the features' device (CUDA-safe)."""
-
-    def __init__(self, features: torch.Tensor, labels: np.ndarray, *, temperature: float = 0.05,
-                 momentum: float = 0.2) -> None:
-        super().__init__(features, labels, temperature=temperature, momentum=momentum)
-        dev = self.features.device
-        self.labels = self.labels.to(dev)
-        self.counts = self.counts.to(dev)
-
-    def centroids(self) -> torch.Tensor:
-        sums = torch.zeros(self.n_classes, self.features.shape[1], dtype=self.features.dtype,
-                           device=self.features.device)
-        sums.index_add_(0, self.labels, self.features)
-        return sums / self.counts[:, None]
-
-
 def factorize(labels: np.ndarray) -> np.ndarray:
     """Labels of any type -> 0..k-1 codes."""
     return np.unique(np.asarray(labels).astype(str) if np.asarray(labels).dtype == object else labels,
@@ -107,17 +79,41 @@ def factorize(labels: np.ndarray) -> np.ndarray:
 
 
 class ImageTrainer(Trainer):
-    """Base of the trainers that read images; subclasses implement :meth:`fit_cycle`."""
+    """Base of the trainers that read images. A new image trainer (ICE, PPLR, ...) is a subclass that
+
+    * declares its parameters once: ``param_defaults = {**ImageTrainer.param_defaults, "eps": 0.6}``
+      (override a shared default by naming it again; write no ``__init__``: :class:`Configurable`
+      generates the keyword-only constructor, ``get_params`` and ``from_params`` from the dict);
+    * checks its own parameters in :meth:`validate_params` (call ``super().validate_params()`` first);
+    * creates per-trial state in :meth:`setup_extra` (the backbone, optimiser, schedule and image
+      store already exist as ``model_``, ``optimizer_``, ``scheduler_``, ``store_``);
+    * trains in :meth:`_fit` (``n_epochs`` epochs of this cycle: build labels/memory, then call
+      :meth:`train_epoch` with a batch stream, a loss and a memory update, and :meth:`end_epoch`;
+      return :meth:`summarise`), and sets ``spec_iters`` to its reference iterations per epoch;
+    * optionally overrides :meth:`sampling_features` (what AL samplers cluster) and
+      :meth:`extra_state` / :meth:`load_extra_state` (checkpointed state beyond the model).
+
+    Shared parameters (``param_defaults``): ``backbone``, ``weights``, ``pooling`` (avg | gem),
+    ``image_size`` (HxW), ``epochs`` (in all), ``al_every`` (epochs per cycle), ``iters`` (per epoch;
+    None = one pass capped at ``spec_iters``), ``batch_size``, ``num_instances`` (per identity in a
+    batch), ``lr``, ``weight_decay``, ``lr_step``/``lr_gamma`` (step decay), ``temperature`` and
+    ``momentum`` (memory), ``frozen_stages``, ``device``, ``amp``, ``eval_batch_size``,
+    ``cache_features`` (disk cache of the version-0 embedding), ``cache_bytes`` (decoded-image
+    cache), ``threads``, ``progress``.
+    """
 
     needs_images = True
     #: the reference implementation's iterations per epoch; ``iters=None`` caps one pass over the pool at it
     spec_iters = 400
+    param_defaults: ClassVar[dict[str, Any]] = {
+        "backbone": "efficientnet_lite0", "weights": "imagenet", "pooling": "avg", "image_size": "256x128",
+        "epochs": 50, "al_every": 10, "iters": None, "batch_size": 64, "num_instances": 4, "lr": 3.5e-4,
+        "weight_decay": 5e-4, "lr_step": 20, "lr_gamma": 0.1, "temperature": 0.05, "momentum": 0.2,
+        "frozen_stages": "auto", "device": "auto", "amp": True, "eval_batch_size": 64, "cache_features": True,
+        "cache_bytes": 2 << 30, "threads": None, "progress": True,
+    }
 
     # parameters ---------------------------------------------------------------------------------
-    def _store_params(self, params: dict[str, Any]) -> None:
-        for key, value in params.items():
-            if key not in ("self", "__class__"):
-                setattr(self, key, value)
 
     def validate_params(self) -> None:
         from alreid.errors import ConfigError

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from alreid.errors import AlreidError
-from alreid.trainers.image_training import COMMON_DEFAULTS, ImageTrainer, factorize
+from alreid.trainers.image_training import ImageTrainer, factorize
 from alreid.trainers.spcl import SpCLTrainer
 from alreid.trainers.base import CycleInput
 
@@ -22,20 +22,13 @@ class BaselineTrainer(ImageTrainer):
 
     name = "baseline"
     description = "pretrained backbone features, no training (the table's baseline row)"
-    def __init__(self, *, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
-                 pooling: str = "avg", image_size: Any = "256x128", device: str = "auto", amp: bool = True,
-                 eval_batch_size: int = 64, cache_features: bool = True, cache_bytes: int = 2 << 30,
-                 threads: int | None = None, progress: bool = True) -> None:
-        self._store_params(locals())
+    #: only the embedding settings; the training ones stay at ImageTrainer's defaults (class attributes)
+    param_defaults = {k: ImageTrainer.param_defaults[k] for k in (
+        "backbone", "weights", "pooling", "image_size", "device", "amp", "eval_batch_size", "cache_features",
+        "cache_bytes", "threads", "progress")}
 
     def fit_cycle(self, inp: CycleInput) -> dict[str, Any]:
         return {"epochs_run": 0, "train_images": 0, "train_images_per_s": 0.0}
-
-
-# training settings a baseline never uses, as class attributes because the shared setup reads them
-for _key, _value in COMMON_DEFAULTS.items():
-    if _key not in BaselineTrainer.param_names():
-        setattr(BaselineTrainer, _key, _value)
 
 
 class SkylineTrainer(SpCLTrainer):
@@ -43,16 +36,8 @@ class SkylineTrainer(SpCLTrainer):
 
     name = "skyline"
     description = "SpCL network/loss trained on ground-truth identities (100% labels; the table's skyline row)"
-    eps, eps_gap, min_samples, k1, k2, refine_all, protect_constrained = 0.6, 0.02, 4, 30, 6, True, False
-
-    def __init__(self, *, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
-                 pooling: str = "avg", image_size: Any = "256x128", epochs: int = 50, al_every: int = 10,
-                 iters: int | None = None, batch_size: int = 64, num_instances: int = 4, lr: float = 3.5e-4,
-                 weight_decay: float = 5e-4, lr_step: int = 20, lr_gamma: float = 0.1, temperature: float = 0.05,
-                 momentum: float = 0.2, frozen_stages: int | str = "auto", device: str = "auto", amp: bool = True,
-                 eval_batch_size: int = 64, cache_features: bool = True, cache_bytes: int = 2 << 30,
-                 threads: int | None = None, progress: bool = True) -> None:
-        self._store_params(locals())
+    #: SpCL's training settings without its clustering ones (no clustering here; SpCL's defaults stay class attributes)
+    param_defaults = dict(ImageTrainer.param_defaults)
 
     def epoch_labels(self, inp: CycleInput) -> tuple[np.ndarray, dict]:
         if inp.identities is None:

@@ -16,8 +16,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from alreid.trainers.image_training import DeviceHybridMemory, ImageTrainer, RandomMultipleGallerySampler
+from alreid.trainers.image_training import ImageTrainer, RandomMultipleGallerySampler
 from alreid.trainers.base import CycleInput
+from alreid.models.hybrid_memory import HybridMemory
 from alreid.plugin import check_range
 
 
@@ -105,16 +106,8 @@ class SpCLTrainer(ImageTrainer):
     name = "spcl"
     description = "SpCL: hybrid memory + self-paced DBSCAN pseudo-labels refined by NP3 (images; GPU or CPU)"
 
-    def __init__(self, *, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
-                 pooling: str = "avg", image_size: Any = "256x128", epochs: int = 50, al_every: int = 10,
-                 iters: int | None = None, batch_size: int = 64, num_instances: int = 4, lr: float = 3.5e-4,
-                 weight_decay: float = 5e-4, lr_step: int = 20, lr_gamma: float = 0.1, temperature: float = 0.05,
-                 momentum: float = 0.2, eps: float = 0.6, eps_gap: float = 0.02, min_samples: int = 4,
-                 k1: int = 30, k2: int = 6, refine_all: bool = True, protect_constrained: bool = False,
-                 frozen_stages: int | str = "auto", device: str = "auto", amp: bool = True, eval_batch_size: int = 64,
-                 cache_features: bool = True, cache_bytes: int = 2 << 30, threads: int | None = None,
-                 progress: bool = True) -> None:
-        self._store_params(locals())
+    param_defaults = {**ImageTrainer.param_defaults, "eps": 0.6, "eps_gap": 0.02, "min_samples": 4, "k1": 30,
+                      "k2": 6, "refine_all": True, "protect_constrained": False}
 
     def validate_params(self) -> None:
         super().validate_params()
@@ -170,7 +163,7 @@ class SpCLTrainer(ImageTrainer):
         for _ in range(n_epochs):
             labels, last = self.epoch_labels(inp)
             t_cluster += last.pop("seconds_clustering", 0.0)
-            memory = DeviceHybridMemory(self.memory_, labels, temperature=self.temperature, momentum=self.momentum)
+            memory = HybridMemory(self.memory_, labels, temperature=self.temperature, momentum=self.momentum)
             sampler = RandomMultipleGallerySampler(labels, num_instances=self.num_instances, cameras=cameras, rng=rng)
             n_iters = self.iters_for(len(train_idx))
             ep = self.train_epoch(train_idx, sampler.batches(int(self.batch_size)), n_iters, memory.loss,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from alreid.trainers.clustercontrast import ClusterMemory, cc_pseudo_labels
-from alreid.trainers.image_training import DeviceHybridMemory, RandomMultipleGallerySampler
+from alreid.trainers.image_training import RandomMultipleGallerySampler
 from alreid.trainers.spcl import independence_threshold, own_cluster_iou, reliable_labels, spcl_pseudo_labels
 from alreid.models.hybrid_memory import HybridMemory
 
@@ -24,10 +24,9 @@ F_BATCH = _unit([[0.6, 0.8, 0], [0, 0.28, 0.96]])
 IDX = np.array([0, 3])
 
 
-@pytest.mark.parametrize("cls", [HybridMemory, DeviceHybridMemory])
-def test_hybrid_memory_loss_is_the_hand_computed_softmax_over_centroids(cls):
+def test_hybrid_memory_loss_is_the_hand_computed_softmax_over_centroids():
     tau = 0.05
-    mem = cls(torch.tensor(M, dtype=torch.float32), LABELS, temperature=tau, momentum=0.2)
+    mem = HybridMemory(torch.tensor(M, dtype=torch.float32), LABELS, temperature=tau, momentum=0.2)
     loss = mem.loss(torch.tensor(F_BATCH, dtype=torch.float32), torch.tensor(IDX))
     expected = []
     for f, i in zip(F_BATCH, IDX):
@@ -38,7 +37,7 @@ def test_hybrid_memory_loss_is_the_hand_computed_softmax_over_centroids(cls):
 
 
 def test_hybrid_memory_momentum_update_by_hand():
-    mem = DeviceHybridMemory(torch.tensor(M, dtype=torch.float32), LABELS, momentum=0.2)
+    mem = HybridMemory(torch.tensor(M, dtype=torch.float32), LABELS, momentum=0.2)
     mem.update(torch.tensor(F_BATCH, dtype=torch.float32), torch.tensor(IDX))
     for f, i in zip(F_BATCH, IDX):
         v = 0.2 * M[i] + 0.8 * f
@@ -48,7 +47,7 @@ def test_hybrid_memory_momentum_update_by_hand():
 
 
 def test_hybrid_memory_gradient_reaches_only_the_batch():
-    mem = DeviceHybridMemory(torch.tensor(M, dtype=torch.float32), LABELS)
+    mem = HybridMemory(torch.tensor(M, dtype=torch.float32), LABELS)
     f = torch.tensor(F_BATCH, dtype=torch.float32, requires_grad=True)
     mem.loss(f, torch.tensor(IDX)).backward()
     assert f.grad is not None and not mem.features.requires_grad
