@@ -16,7 +16,7 @@ import pandas as pd
 RECORDS_FILE = "records.parquet"
 PAIRS_DIR = "pairs"
 #: Columns the harness adds to every trial record.
-ID_COLUMNS = ("trial_key", "trial_id", "label")
+ID_COLUMNS = ("trial_key", "trial_id", "label", "node")
 
 
 def arrow_safe(df: pd.DataFrame) -> pd.DataFrame:

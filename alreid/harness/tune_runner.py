@@ -80,6 +80,20 @@ def _maybe_crash(hooks: dict[str, str], cycle: int) -> None:
     raise RuntimeError(f"test-only crash injected after cycle {cycle} ({TEST_CRASH_ENV})")
 
 
+def node_name() -> str:
+    """The Ray node running this process: its ``--node-name`` (``scripts/local_cluster.sh`` names them
+    head, worker1, ...; Ray's default is the node's IP), or '' outside Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return ""
+    node_id = ray.get_runtime_context().get_node_id()
+    for info in ray.nodes():
+        if info.get("NodeID") == node_id:
+            return str(info.get("NodeName") or info.get("NodeManagerAddress") or node_id[:8])
+    return node_id[:8]
+
+
 def bench_trainable(config: dict[str, Any]) -> None:
     """One trial: restore from the latest checkpoint if any, then run and report every cycle."""
     from alreid.harness.settings import make_trial_config
@@ -94,7 +108,10 @@ def bench_trainable(config: dict[str, Any]) -> None:
             trial.restore(TrialState.load(folder))
     _test_hooks(hooks, spec["key"], trial.next_cycle)
 
+    node = node_name()
+
     def on_cycle(rec: dict[str, Any], tr: Trial) -> None:
+        rec["node"] = node  # kept in the checkpointed records too: which node ran each cycle
         record = {k: _plain(v) for k, v in rec.items()}
         with tempfile.TemporaryDirectory() as tmp:
             tr.state().save(tmp)
