@@ -168,5 +168,7 @@ BACKBONES: Registry[Any] = Registry(
         "efficientnet_lite0": "alreid.models.backbones:EfficientNetLite0",
         "resnet50": "alreid.models.backbones:ResNet50",
         "tiny": "alreid.models.backbones:TinyCNN",
+        "megadescriptor": "alreid.models.timm_backbones:MegaDescriptor",
+        "miewid": "alreid.models.timm_backbones:MiewID",
     },
 )

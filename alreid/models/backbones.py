@@ -410,17 +410,37 @@ def build_backbone(name: str, *, weights: str | None = "imagenet", pooling: str 
     """Instantiate a registered backbone; random layers are seeded when ``seed`` is given.
 
     ``weights="imagenet"`` on a backbone without pretrained weights (``tiny``) means random init.
+    ``name:VARIANT`` picks a size of a backbone that has variants (``megadescriptor:T-224``);
+    ``pooling="auto"`` is the backbone's own pooling (GeM for MiewID, average otherwise).
     """
-    from alreid.registry import BACKBONES
-
-    cls = BACKBONES.get(name)
+    cls, variant = backbone_class(name)
     if weights_mode(weights) == "imagenet" and cls is TinyCNN:
         weights = "none"
+    if pooling == "auto":
+        pooling = getattr(cls, "native_pooling", "avg")
+    kwargs: dict[str, Any] = {"weights": weights, "pooling": pooling}
+    if variant is not None:
+        kwargs["variant"] = variant
     if seed is None:
-        return cls(weights=weights, pooling=pooling)
+        return cls(**kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return cls(weights=weights, pooling=pooling)
+        return cls(**kwargs)
+
+
+def backbone_class(name: str) -> tuple[type[Backbone], str | None]:
+    """The registered class of ``name`` (``NAME`` or ``NAME:VARIANT``) and the variant; a one-line error for
+    an unknown name, or a variant the backbone does not have."""
+    from alreid.registry import BACKBONES
+
+    base, sep, variant = str(name).partition(":")
+    cls = BACKBONES.get(base)
+    if sep:
+        variants = getattr(cls, "variants", None) or {}
+        if variant not in variants:
+            have = f"its variants: {', '.join(variants)}" if variants else "it has no variants"
+            raise ConfigError(f"backbone {base!r} has no variant {variant!r} ({have})")
+    return cls, (variant if sep else None)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
