@@ -50,28 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=main_check)
 
 
-def dataset_spec(spec: str, subset: str | None) -> str:
-    """Fold ``--subset`` into the spec as ``?subset=NAME`` (metadata: and wildlife: support it)."""
-    if not subset:
-        return spec
-    from alreid.errors import ConfigError
-
-    name = spec.partition(":")[0]
-    if name not in ("metadata", "wildlife"):
-        raise ConfigError(f"--subset works with metadata: and wildlife: datasets, not {name!r}")
-    return f"{spec}{'&' if '?' in spec and '=' in spec.rpartition('?')[2] else '?'}subset={subset}"
-
-
 def load_for_images(spec: str, *, check: str | None = None):
     """Load a dataset through the registry, passing ``check`` to adapters that take it."""
-    from alreid.datasets.base import parse_dataset_spec
+    from alreid.datasets.base import parse_dataset
     from alreid.registry import DATASETS
 
-    name, arg = parse_dataset_spec(spec)
-    adapter = DATASETS.get(name)()
+    parsed = parse_dataset(spec)
+    adapter = DATASETS.get(parsed.name)()
     if check is not None and "check" in inspect.signature(adapter.load).parameters:
-        return adapter.load(arg, seed=0, check=check)
-    return adapter.load(arg, seed=0)
+        return adapter.load(parsed.arg, seed=0, check=check)
+    return adapter.load(parsed.arg, seed=0)
 
 
 def main_features(args: argparse.Namespace) -> int:
@@ -85,7 +73,9 @@ def main_features(args: argparse.Namespace) -> int:
     from alreid.models.features import cache_key, extract_features, load_cached, pick_device, save_cached
     from alreid.models.transforms import InputSpec, parse_size
 
-    spec = dataset_spec(args.dataset, args.subset)
+    from alreid.datasets.base import with_subset
+
+    spec = with_subset(args.dataset, args.subset)
     ds = load_for_images(spec)
     if ds.root is None or "path" not in ds.metadata.columns:
         raise DatasetError(f"dataset {ds.name!r} has no images (no root/path column); features need an image dataset")
@@ -138,7 +128,9 @@ def main_check(args: argparse.Namespace) -> int:
     from alreid.datasets.images import ImageStore
     from alreid.errors import DatasetError
 
-    spec = dataset_spec(args.dataset, args.subset)
+    from alreid.datasets.base import with_subset
+
+    spec = with_subset(args.dataset, args.subset)
     ds = load_for_images(spec, check="none")
     if ds.root is None or "path" not in ds.metadata.columns:
         raise DatasetError(f"dataset {ds.name!r} has no images (no root/path column) to check")

@@ -9,9 +9,23 @@ from pathlib import Path
 from typing import Any
 
 
+def iters_value(text: str) -> int | str:
+    """``--iters``: a positive integer or ``one_pass`` (one pass over the pool per epoch, CPU smoke runs)."""
+    if text == "one_pass":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or one_pass, got {text!r}")
+    return value
+
+
 #: top-level flags that only set a trainer parameter (the issue's `--backbone ... --epochs 20 --al-every 4`)
 TRAINER_SHORTCUTS = [("--backbone", "backbone", str), ("--weights", "weights", str), ("--epochs", "epochs", int),
-                     ("--al-every", "al_every", int), ("--image-size", "image_size", str)]
+                     ("--al-every", "al_every", int), ("--image-size", "image_size", str),
+                     ("--iters", "iters", iters_value)]
 
 
 def add_trial_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +69,7 @@ def parse_kv_list(items: list[str], flag: str) -> dict[str, Any]:
 
 
 def trial_config_from_args(args: argparse.Namespace):
-    from alreid.commands.features import dataset_spec
+    from alreid.datasets.base import with_subset
     from alreid.harness.settings import make_trial_config
 
     trainer_params = parse_kv_list(args.trainer_param, "--trainer-param")
@@ -68,11 +82,12 @@ def trial_config_from_args(args: argparse.Namespace):
         epochs, every = trainer_params.get("epochs"), trainer_params.get("al_every")
         cycles = math.ceil((epochs or 50) / (every or 10)) if (epochs or every) else 5
     return make_trial_config({
-        "dataset": dataset_spec(args.dataset, args.subset), "method": args.method,
+        "dataset": with_subset(args.dataset, args.subset), "method": args.method,
         "params": parse_kv_list(args.param, "--param"),
         "trainer": args.trainer, "trainer_params": trainer_params,
         "seed": args.seed, "cycles": cycles, "budget_fraction": args.budget_fraction,
         "budget_pairs": args.budget_pairs, "oracle_error_rate": args.oracle_error, "refine": args.refine,
+        "oracle": getattr(args, "oracle", "simulated"),
         "clustering": {"method": args.clustering},
         "protocol": {"split_seed": args.split_seed, "camera_column": args.camera_column},
     })
@@ -81,6 +96,9 @@ def trial_config_from_args(args: argparse.Namespace):
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run one active-learning trial in memory and print per-cycle metrics")
     add_trial_arguments(p)
+    p.add_argument("--oracle", default="simulated", metavar="simulated|replay:FILE",
+                   help="who answers: the simulated annotator (default) or answers from a file ('alreid annotate "
+                        "export'); replay:FILE?missing=simulate simulates the pairs the file lacks and counts them")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the per-cycle records as JSON")
     p.set_defaults(func=main)
 
@@ -108,8 +126,9 @@ def main(args: argparse.Namespace) -> int:
 
     cfg = trial_config_from_args(args)
     trial = Trial(cfg)
-    print(f"dataset {trial.dataset.name}: {trial.n} training images, {len(trial.protocol.query_idx)} queries, "
-          f"{len(trial.protocol.gallery_idx)} gallery exemplars; method {cfg.method}, trainer {cfg.trainer}, "
+    evaluation = (f"{len(trial.protocol.query_idx)} queries, {len(trial.protocol.gallery_idx)} gallery exemplars"
+                  if trial.protocol is not None else "no identities, so no evaluation")
+    print(f"dataset {trial.dataset.name}: {trial.n} training images, {evaluation}; method {cfg.method}, trainer {cfg.trainer}, "
           f"seed {cfg.seed}; budget {trial.budget} pairs per cycle ({100 * trial.budget / trial.pairs_total:.4f}% "
           f"of {trial.pairs_total} pairs); metrics in %")
     widths = [max(len(h), 7) for h, _, _ in COLUMNS]

@@ -107,6 +107,8 @@ class EmbeddingsAdapter(DatasetAdapter):
 
     name = "embeddings"
     description = "precomputed features: metadata.csv + features (.npz/.npy/.parquet) in row order"
+    takes_path = True
+    options = ()
 
     def load(self, arg: str | None, *, seed: int = 0) -> ReidDataset:
         if not arg:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from alreid.datasets.base import DatasetAdapter, ReidDataset
+from alreid.datasets.base import DatasetSpec
 from alreid.datasets.images import IMAGE_SUFFIXES
-from alreid.datasets.metadata import finish_image_dataset, image_options, split_options
+from alreid.datasets.metadata import ImageAdapter, Scan
 from alreid.errors import DatasetError
 
 
@@ -36,24 +36,18 @@ def scan_identity_folders(root: Path) -> pd.DataFrame:
     return df
 
 
-class FoldersAdapter(DatasetAdapter):
+class FoldersAdapter(ImageAdapter):
     """``folders:ROOT``: identity = name of each image's folder."""
 
     name = "folders"
     description = "one folder per identity: ROOT/<identity>/<image> (nested split folders allowed)"
-    has_features = False
+    usage = "folders:ROOT (ROOT/<identity>/<image files>)"
 
-    def load(self, arg: str | None, *, seed: int = 0, check: str | None = None) -> ReidDataset:
-        source = "folders dataset"
-        root_s, opts = split_options(arg, source=source)
-        if not root_s:
-            raise DatasetError("folders needs a location: folders:ROOT (ROOT/<identity>/<image files>)")
-        opts = image_options(opts, source=source, check=check)
-        root = Path(root_s).expanduser()
+    def scan(self, root: Path, options: dict[str, str], spec: DatasetSpec) -> Scan:
         if not root.is_dir():
             raise DatasetError(f"folders dataset root {root} is not a folder")
         df = scan_identity_folders(root)
         if len(df) == 0:
             raise DatasetError(f"no images found in identity folders below {root} (expected ROOT/<identity>/<image>; "
                                f"image types: {', '.join(IMAGE_SUFFIXES)})")
-        return finish_image_dataset(df, root, name=root.resolve().name, source=f"folders:{root}", opts=opts)
+        return Scan(df, root, root.resolve().name, f"folders:{root}")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from alreid.datasets.base import DatasetAdapter, ReidDataset
-from alreid.datasets.metadata import finish_image_dataset, image_options, split_options
+from alreid.datasets.base import DatasetSpec
+from alreid.datasets.metadata import ImageAdapter, Scan
 from alreid.errors import DatasetError
 
 #: (folder, split, role)
@@ -65,27 +65,20 @@ def scan_person_dataset(root: Path) -> pd.DataFrame:
     return df
 
 
-class Market1501Adapter(DatasetAdapter):
+class Market1501Adapter(ImageAdapter):
     """``market1501:ROOT``: Market-1501 with pid/camera parsed from file names."""
 
     name = "market1501"
     description = "Market-1501 (bounding_box_train / query / bounding_box_test), standard query/gallery roles"
-    has_features = False
     candidates: tuple[str, ...] = ("Market-1501-v15.09.15", "market1501/Market-1501-v15.09.15", "market1501",
                                    "Market-1501")
 
-    def load(self, arg: str | None, *, seed: int = 0, check: str | None = None) -> ReidDataset:
-        source = f"{self.name} dataset"
-        root_s, opts = split_options(arg, source=source)
-        if not root_s:
-            raise DatasetError(f"{self.name} needs a location: {self.name}:ROOT")
-        opts = image_options(opts, source=source, check=check)
-        root = find_root(Path(root_s).expanduser(), self.candidates)
+    def scan(self, root: Path, options: dict[str, str], spec: DatasetSpec) -> Scan:
+        root = find_root(root, self.candidates)
         df = scan_person_dataset(root)
         if len(df) == 0:
             raise DatasetError(f"no images found in {root}")
-        return finish_image_dataset(df, root, name=self.name, source=f"{self.name}:{root}", opts=opts,
-                                    info={"protocol": "standard", "camera_column": "camera"})
+        return Scan(df, root, self.name, f"{self.name}:{root}", {"protocol": "standard", "camera_column": "camera"})
 
 
 class PersonXAdapter(Market1501Adapter):

@@ -17,27 +17,20 @@ Options follow the root after a ``?``, as ``key=value`` items separated by ``&``
 
 from __future__ import annotations
 
+import abc
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from alreid.datasets.base import UNKNOWN_IDENTITY, DatasetAdapter, ReidDataset, parse_kv, validate_metadata
+from alreid.datasets.base import (UNKNOWN_IDENTITY, DatasetAdapter, DatasetSpec, ReidDataset, parse_arg, parse_kv,
+                                  validate_metadata)
 from alreid.datasets.images import ImageStore, apply_bad_policy
 from alreid.errors import DatasetError
 
 IMAGE_OPTIONS = {"check": ("exists", "decode", "none"), "bad": ("error", "skip"), "unknown": ("keep", "drop")}
-
-
-def split_options(arg: str | None, *, source: str) -> tuple[str, dict[str, str]]:
-    """``"ROOT?a=1&b=2"`` -> ("ROOT", {"a": "1", "b": "2"}); a ``?`` not followed by key=value stays in ROOT."""
-    if not arg:
-        return "", {}
-    head, sep, tail = arg.rpartition("?")
-    if not sep or "=" not in tail:
-        return arg, {}
-    return head, parse_kv(tail.replace("&", ","), source=source)
 
 
 def image_options(opts: dict[str, str], *, source: str, extra: tuple[str, ...] = (),
@@ -104,42 +97,80 @@ def read_metadata_csv(path: Path) -> pd.DataFrame:
         raise DatasetError(f"cannot parse {path}: {exc}") from None
 
 
-class MetadataAdapter(DatasetAdapter):
+@dataclass
+class Scan:
+    """What an image adapter's :meth:`ImageAdapter.scan` found: the rows and how to name them."""
+
+    metadata: pd.DataFrame
+    root: Path
+    name: str
+    source: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class ImageAdapter(DatasetAdapter):
+    """The common ``load`` of the image adapters: parse the spec, check the options and the location,
+    :meth:`scan` it (the one hook a new image layout implements), select ``subset``, then validate,
+    check the images and wrap them (:func:`finish_image_dataset`)."""
+
+    has_features = False
+    takes_path = True
+    #: options beyond check/bad/unknown
+    extra_options: tuple[str, ...] = ()
+    options = tuple(IMAGE_OPTIONS)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.options = tuple(IMAGE_OPTIONS) + tuple(cls.extra_options)
+
+    def load(self, arg: str | None, *, seed: int = 0, check: str | None = None) -> ReidDataset:
+        spec = parse_arg(type(self), self.name, arg)
+        source = f"{self.name} dataset"
+        if spec.path is None:
+            raise DatasetError(f"{self.name} needs a location: {self.usage or self.name + ':ROOT'}")
+        opts = image_options(spec.option_dict, source=source, extra=self.extra_options, check=check)
+        root = Path(spec.path).expanduser()
+        if not root.exists():
+            raise DatasetError(f"{self.name} dataset root {root} does not exist{self.missing_hint(spec)}")
+        found = self.scan(root, opts, spec)
+        subset = opts.get("subset")
+        df, name = found.metadata, found.name
+        if subset:
+            df, name = select_subset(df, subset, source=found.source), subset
+        return finish_image_dataset(df, found.root, name=name, source=found.source, opts=opts,
+                                    info={**found.info, **({"subset": subset} if "subset" in self.options else {})})
+
+    def missing_hint(self, spec: DatasetSpec) -> str:
+        """Extra words for a missing root (e.g. how to download it)."""
+        return ""
+
+    @abc.abstractmethod
+    def scan(self, root: Path, options: dict[str, str], spec: DatasetSpec) -> Scan:
+        """Read the catalogue below ``root`` (rows with identity and path relative to the returned root)."""
+
+
+class MetadataAdapter(ImageAdapter):
     """``metadata:ROOT[?options]``: ROOT/metadata.csv (image_id, identity, path relative to ROOT, ...)."""
 
     name = "metadata"
     description = "images + metadata.csv in the wildlife-datasets convention (options: ?subset=NAME&bad=skip)"
-    has_features = False
+    usage = "metadata:ROOT (a folder with metadata.csv and the images)"
+    extra_options = ("subset", "file")
 
-    def load(self, arg: str | None, *, seed: int = 0, check: str | None = None) -> ReidDataset:
-        source = "metadata dataset"
-        root_s, opts = split_options(arg, source=source)
-        if not root_s:
-            raise DatasetError("metadata needs a location: metadata:ROOT (a folder with metadata.csv and the images)")
-        opts = image_options(opts, source=source, extra=("subset", "file"), check=check)
-        loc = Path(root_s).expanduser()
-        if loc.is_file():
-            csv, root = loc, loc.parent
+    def scan(self, root: Path, options: dict[str, str], spec: DatasetSpec) -> Scan:
+        if root.is_file():
+            csv, root = root, root.parent
         else:
-            root = loc
-            csv = loc / opts.get("file", "metadata.csv")
-        if not root.exists():
-            raise DatasetError(f"metadata dataset root {root} does not exist")
+            csv = root / options.get("file", "metadata.csv")
         if not csv.is_file():
             raise DatasetError(f"{root} has no {csv.name}; a metadata dataset needs ROOT/metadata.csv with image_id, "
                                "identity and path (relative to ROOT) columns")
         df = read_metadata_csv(csv)
-        subset = opts.get("subset")
-        if subset:
-            df = select_subset(df, subset, source=str(csv))
-        if subset:
-            name = subset
-        elif "dataset" in df.columns and df["dataset"].nunique() == 1:
+        if "dataset" in df.columns and df["dataset"].nunique() == 1:
             name = str(df["dataset"].iloc[0])
         else:
             name = root.resolve().name
-        return finish_image_dataset(df, root, name=name, source=str(csv), opts=opts,
-                                    info={"metadata_file": str(csv), "subset": subset})
+        return Scan(df, root, name, str(csv), {"metadata_file": str(csv)})
 
 
 def dataset_fingerprint(ds: ReidDataset) -> str:

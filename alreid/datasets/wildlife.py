@@ -11,8 +11,8 @@ import difflib
 import warnings
 from pathlib import Path
 
-from alreid.datasets.base import DatasetAdapter, ReidDataset
-from alreid.datasets.metadata import finish_image_dataset, image_options, select_subset, split_options
+from alreid.datasets.base import DatasetSpec
+from alreid.datasets.metadata import ImageAdapter, Scan
 from alreid.errors import DatasetError
 
 
@@ -33,25 +33,20 @@ def wildlife_class(name: str) -> type:
     return cls
 
 
-class WildlifeAdapter(DatasetAdapter):
+class WildlifeAdapter(ImageAdapter):
     """``wildlife:ClassName:ROOT[?options]`` through wildlife-datasets."""
 
     name = "wildlife"
     description = "a wildlife-datasets class on a local root: wildlife:ClassName:ROOT (e.g. WildlifeReID10k)"
-    has_features = False
+    usage = "wildlife:ClassName:ROOT, e.g. wildlife:WildlifeReID10k:/data/WildlifeReID10k"
+    qualified = True
+    extra_options = ("subset",)
 
-    def load(self, arg: str | None, *, seed: int = 0, check: str | None = None) -> ReidDataset:
-        source = "wildlife dataset"
-        rest, opts = split_options(arg, source=source)
-        cls_name, sep, root_s = rest.partition(":")
-        if not sep or not cls_name or not root_s:
-            raise DatasetError("wildlife needs a class and a root: wildlife:ClassName:ROOT, e.g. "
-                               "wildlife:WildlifeReID10k:/data/WildlifeReID10k")
-        opts = image_options(opts, source=source, extra=("subset",), check=check)
-        root = Path(root_s).expanduser()
-        if not root.exists():
-            raise DatasetError(f"wildlife dataset root {root} does not exist (nothing is downloaded; "
-                               f"fetch it first with {cls_name}.get_data(root))")
+    def missing_hint(self, spec: DatasetSpec) -> str:
+        return f" (nothing is downloaded; fetch it first with {spec.qualifier}.get_data(root))"
+
+    def scan(self, root: Path, options: dict[str, str], spec: DatasetSpec) -> Scan:
+        cls_name = str(spec.qualifier)
         cls = wildlife_class(cls_name)
         try:
             with warnings.catch_warnings():
@@ -62,8 +57,4 @@ class WildlifeAdapter(DatasetAdapter):
         except Exception as exc:
             raise DatasetError(f"wildlife-datasets could not read {cls_name} from {root}: "
                                f"{type(exc).__name__}: {exc}") from None
-        subset = opts.get("subset")
-        if subset:
-            df = select_subset(df, subset, source=f"{cls_name} at {root}")
-        return finish_image_dataset(df, root, name=subset or cls_name, source=f"{cls_name} at {root}", opts=opts,
-                                    info={"wildlife_class": cls_name, "subset": subset})
+        return Scan(df, root, cls_name, f"{cls_name} at {root}", {"wildlife_class": cls_name})

@@ -16,12 +16,10 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from alreid.datasets.base import parse_dataset
 from alreid.errors import AlreidError, ConfigError
 from alreid.harness.settings import ClusteringSettings, ProtocolSettings, format_validation_error, make_trial_config
 
-#: Adapters whose argument starts with a filesystem path (resolved to an absolute path on the driver,
-#: because Ray workers do not share the driver's working directory).
-PATH_ADAPTERS = frozenset({"embeddings", "metadata", "folders", "market1501", "personx", "wildlife"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -201,35 +199,9 @@ def apply_overrides(cfg: ExperimentConfig, **overrides: Any) -> ExperimentConfig
 
 
 # ------------------------------------------------------------------------------------------ planning
-def _absolute_dataset(spec: str) -> str:
-    """Make the path of a file-backed dataset absolute when it exists here; other specs are kept."""
-    from alreid.datasets.base import parse_dataset_spec
-
-    name, arg = parse_dataset_spec(spec)
-    if name not in PATH_ADAPTERS or not arg:
-        return spec
-    head = re.split(r"[?]", arg, maxsplit=1)[0]
-    rest = arg[len(head):]
-    p = Path(head).expanduser()
-    if not p.is_absolute() and p.exists():
-        return f"{name}:{p.resolve()}{rest}"
-    return spec
-
-
 def dataset_short_name(spec: str) -> str:
-    """A readable, file-safe name for trial names: the ``?subset=`` value, else the last path part."""
-    from alreid.datasets.base import parse_dataset_spec
-
-    name, arg = parse_dataset_spec(spec)
-    if not arg:
-        short = name
-    elif name in PATH_ADAPTERS:
-        path, _, query = arg.partition("?")
-        opts = dict(item.partition("=")[::2] for item in re.split(r"[&,]", query) if item)
-        short = opts.get("subset") or Path(path.rstrip("/")).name or name
-    else:
-        short = f"{name}_{arg}"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", short).strip("_") or name
+    """A readable, file-safe name for trial names: the ``subset`` option, else the last path part."""
+    return parse_dataset(spec).short_name()
 
 
 def _fmt_value(v: Any) -> str:
@@ -294,14 +266,6 @@ def _check_plugins(label: str, m: MethodSpec, trainer: str, trainer_params: dict
     return {"params": _jsonable(sampler.get_params()), "trainer_params": _jsonable(trainer_obj.get_params())}
 
 
-def _check_dataset(spec: str) -> None:
-    from alreid.datasets.base import parse_dataset_spec
-    from alreid.registry import DATASETS
-
-    name, _ = parse_dataset_spec(spec)
-    DATASETS.get(name)  # unknown names list the known ones
-
-
 def plan_experiment(cfg: ExperimentConfig, *, source: str = "experiment config", sweep: bool = False,
                     smoke: bool = False, check_plugins: bool = True) -> Plan:
     """Expand datasets x methods x seeds (x sweep points) into validated trials.
@@ -314,14 +278,12 @@ def plan_experiment(cfg: ExperimentConfig, *, source: str = "experiment config",
             cfg = cfg.model_copy(update={"name": f"{cfg.name}-smoke", "seeds": cfg.seed_list()[:1],
                                          "cycles": min(cfg.cycles, 2)})
         rows = _method_rows(cfg, sweep=sweep, smoke=smoke)
-        datasets = [_absolute_dataset(d) for d in cfg.datasets]
+        specs = [parse_dataset(d).absolute() for d in cfg.datasets]  # unknown names list the known ones
+        datasets = [str(d) for d in specs]
         if len(set(datasets)) != len(datasets):
             raise ConfigError("datasets lists the same dataset twice")
-        shorts = [dataset_short_name(d) for d in datasets]
+        shorts = [d.short_name() for d in specs]
         shorts = [s if shorts.count(s) == 1 else f"{s}{i}" for i, s in enumerate(shorts)]
-        if check_plugins:
-            for d in datasets:
-                _check_dataset(d)
         plan = Plan(config=cfg, source=source, sweep=sweep, smoke=smoke)
         hyper: dict[str, dict[str, Any]] = {}
         for d, short in zip(datasets, shorts):
@@ -349,15 +311,9 @@ def plan_experiment(cfg: ExperimentConfig, *, source: str = "experiment config",
 
 
 def check_local_datasets(plan: Plan) -> None:
-    """Fail before Ray starts when a file-backed dataset is missing on this machine (local runs only:
+    """Fail before Ray starts when a dataset location is missing on this machine (local runs only:
     on a cluster the paths need to exist on the workers, not on the driver)."""
-    from alreid.datasets.base import parse_dataset_spec
-
-    missing = []
-    for spec in plan.config.datasets:
-        name, arg = parse_dataset_spec(spec)
-        if name in PATH_ADAPTERS and arg and not Path(arg.split("?", 1)[0]).expanduser().exists():
-            missing.append(spec)
+    missing = [spec for spec in plan.config.datasets if not parse_dataset(spec).exists_here()]
     if missing:
         raise ConfigError(f"{plan.source}: dataset path(s) not found on this machine: {', '.join(missing)} "
                           f"(paths are relative to the current directory; on a cluster pass --address)")

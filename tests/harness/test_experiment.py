@@ -232,3 +232,41 @@ def test_table_command_works_from_records_alone(tmp_path, capsys):
     for name in ("summary.md", "summary.csv", "summary.tex", "per_dataset.md", "significance.md"):
         assert (tmp_path / "exp" / "report" / name).is_file()
     assert cli_main(["table", str(tmp_path / "empty")]) == 2
+
+
+# ------------------------------------------------------------------------------------ dataset specs (issue 9)
+def test_wildlife_spec_with_existing_root_passes_the_local_check(tmp_path, monkeypatch):
+    from alreid.harness.experiment import check_local_datasets
+
+    (tmp_path / "zoo").mkdir()
+    monkeypatch.chdir(tmp_path)
+    plan = plan_experiment(parse_experiment({**BASE, "datasets": ["wildlife:NyalaData:zoo?subset=A"]}))
+    check_local_datasets(plan)  # the bug: 'NyalaData:zoo' was taken for the path and refused
+    missing = plan_experiment(parse_experiment({**BASE, "datasets": ["wildlife:NyalaData:nowhere"]}))
+    with pytest.raises(ConfigError, match="not found on this machine: wildlife:NyalaData:nowhere"):
+        check_local_datasets(missing)
+
+
+def test_wildlife_root_is_made_absolute_for_ray_workers(tmp_path, monkeypatch):
+    (tmp_path / "zoo").mkdir()
+    monkeypatch.chdir(tmp_path)
+    plan = plan_experiment(parse_experiment({**BASE, "datasets": ["wildlife:NyalaData:zoo?subset=A&bad=skip"]}))
+    assert plan.trials[0].dataset == f"wildlife:NyalaData:{tmp_path / 'zoo'}?subset=A&bad=skip"
+    assert plan.trials[0].key.split("__")[1] == "A"
+
+
+def test_dataset_spec_parses_once_for_every_adapter():
+    from alreid.datasets.base import parse_dataset
+    from alreid.errors import DatasetError
+
+    s = parse_dataset("metadata:/d/a?b/W10k?subset=Cow&bad=skip")  # the last '?' with key=value starts options
+    assert (s.path, s.option_dict, s.short_name()) == ("/d/a?b/W10k", {"subset": "Cow", "bad": "skip"}, "Cow")
+    assert str(s) == "metadata:/d/a?b/W10k?subset=Cow&bad=skip"
+    w = parse_dataset("wildlife:Cls:/r")
+    assert (w.qualifier, w.path, str(w.with_options(subset="B"))) == ("Cls", "/r", "wildlife:Cls:/r?subset=B")
+    syn = parse_dataset("synthetic:n_images=300")
+    assert (syn.path, syn.arg, syn.short_name(), syn.exists_here()) == (None, "n_images=300", "synthetic_n_images_300", True)
+    with pytest.raises(DatasetError, match="unknown option.*colour"):
+        parse_dataset("metadata:/d?colour=red")
+    with pytest.raises(DatasetError, match="wildlife:ClassName:ROOT"):
+        parse_dataset("wildlife:/only/a/root")
