@@ -72,6 +72,10 @@ class RandomMultipleGallerySampler:
             yield np.fromiter((next(it) for _ in range(batch_size)), dtype=np.int64, count=batch_size)
 
 
+#: ``iters`` value for one pass over the pool per epoch (capped at ``spec_iters``): CPU smoke runs
+ONE_PASS = "one_pass"
+
+
 def factorize(labels: np.ndarray) -> np.ndarray:
     """Labels of any type -> 0..k-1 codes."""
     return np.unique(np.asarray(labels).astype(str) if np.asarray(labels).dtype == object else labels,
@@ -95,7 +99,8 @@ class ImageTrainer(Trainer):
 
     Shared parameters (``param_defaults``): ``backbone``, ``weights``, ``pooling`` (avg | gem),
     ``image_size`` (HxW), ``epochs`` (in all), ``al_every`` (epochs per cycle), ``iters`` (per epoch;
-    None = one pass capped at ``spec_iters``), ``batch_size``, ``num_instances`` (per identity in a
+    None = the reference implementation's ``spec_iters``, ``"one_pass"`` = one pass over the pool
+    capped at it, for CPU smoke runs), ``batch_size``, ``num_instances`` (per identity in a
     batch), ``lr``, ``weight_decay``, ``lr_step``/``lr_gamma`` (step decay), ``temperature`` and
     ``momentum`` (memory), ``frozen_stages``, ``device``, ``amp``, ``eval_batch_size``,
     ``cache_features`` (disk cache of the version-0 embedding), ``cache_bytes`` (decoded-image
@@ -103,7 +108,7 @@ class ImageTrainer(Trainer):
     """
 
     needs_images = True
-    #: the reference implementation's iterations per epoch; ``iters=None`` caps one pass over the pool at it
+    #: the reference implementation's iterations per epoch (the default); ``iters="one_pass"`` caps one pass at it
     spec_iters = 400
     param_defaults: ClassVar[dict[str, Any]] = {
         "backbone": "efficientnet_lite0", "weights": "imagenet", "pooling": "avg", "image_size": "256x128",
@@ -126,7 +131,12 @@ class ImageTrainer(Trainer):
         parse_size(self.image_size)
         check_range(owner, "epochs", self.epochs, 0, integer=True)
         check_range(owner, "al_every", self.al_every, 1, integer=True)
-        if self.iters is not None:
+        if isinstance(self.iters, str) and self.iters != ONE_PASS:
+            from alreid.errors import ConfigError
+
+            raise ConfigError(f"{owner} parameter iters must be a positive integer, {ONE_PASS!r} (one pass over the "
+                              f"pool, for CPU smoke runs) or null (the official {self.spec_iters}); got {self.iters!r}")
+        if self.iters is not None and self.iters != ONE_PASS:
             check_range(owner, "iters", self.iters, 1, integer=True)
         check_range(owner, "batch_size", self.batch_size, 2, integer=True)
         check_range(owner, "num_instances", self.num_instances, 1, integer=True)
@@ -266,11 +276,14 @@ class ImageTrainer(Trainer):
         return min(int(self.al_every), left)
 
     def iters_for(self, n_items: int, batch_size: int | None = None) -> int:
-        """Iterations per epoch: ``iters``, or one pass over ``n_items`` capped at the reference value."""
-        if self.iters is not None:
-            return int(self.iters)
-        bs = int(batch_size or self.batch_size)
-        return max(1, min(self.spec_iters, math.ceil(n_items / bs)))
+        """Iterations per epoch: the reference value (``iters=None``, issue 10 item 5), ``iters``, or with
+        ``iters="one_pass"`` one pass over ``n_items`` capped at the reference value (CPU smoke runs)."""
+        if self.iters is None:
+            return int(self.spec_iters)
+        if self.iters == ONE_PASS:
+            bs = int(batch_size or self.batch_size)
+            return max(1, min(self.spec_iters, math.ceil(n_items / bs)))
+        return int(self.iters)
 
     # one training epoch -------------------------------------------------------------------------
     def train_epoch(self, train_idx: np.ndarray, batches: Iterator[np.ndarray], n_iters: int,
