@@ -13,6 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", default=None,
                    help="method every other is tested against (default: the experiment's reference, else aas)")
     p.add_argument("--metric", default=None, help="metric of the per-dataset table and the tests (default: mAP)")
+    p.add_argument("--sync-mlflow", nargs="?", const="", default=None, metavar="URI",
+                   help="then log to MLflow exactly what records.parquet has and MLflow lacks (runs, metrics, artifacts, "
+                        "statuses), e.g. after the tracking server was down; idempotent (default URI: the run's own)")
     p.set_defaults(func=main)
 
 
@@ -43,4 +46,11 @@ def main(args: argparse.Namespace) -> int:
     if report.pvalues:
         print("p-values: " + ", ".join(f"{k}={v:.3g}" for k, v in report.pvalues.items()))
     print(f"\nwritten to {report.out_dir}: " + ", ".join(sorted(report.paths)))
+    if args.sync_mlflow is not None:
+        from alreid.errors import AlreidError
+        from alreid.harness.tracking import sync_results
+
+        if not args.results.is_dir():
+            raise AlreidError("--sync-mlflow needs the results/<experiment> folder, not a records file")
+        sync_results(args.results, args.sync_mlflow or None)
     return 0

@@ -5,6 +5,10 @@ creates the experiment once (no creation or schema-migration races on sqlite), r
 when Ray retries or resumes it (no duplicate or forever-RUNNING runs), and marks it FAILED only when
 the trial has finally errored. Per-cycle metrics are buffered and sent with ``log_batch`` (one call
 per trial, plus a periodic flush for long trials), because a write per result stalls Tune's loop.
+
+records.parquet is the source of truth. When the tracking server is unreachable for a while, the driver
+stops logging (the benchmark goes on) and :func:`sync_results` (``alreid table RESULTS --sync-mlflow``)
+later logs exactly what MLflow lacks (runs, metric steps, artifacts, final statuses), idempotently.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
@@ -25,6 +31,10 @@ STATE_FILE = "mlflow.json"
 #: Identity columns of a record that are not metrics.
 _NOT_METRICS = {"seed", "cycle", "trial_id", "trial_key", "label", "dataset", "method", "trainer"}
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
+#: MLflow's HTTP client retries a refused connection 7 times with exponential backoff (minutes); a driver
+#: whose tracking server is down must give up in seconds and go on with the benchmark.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 def code_version() -> dict[str, str]:
@@ -92,6 +102,9 @@ class Tracker:
 
         for name in ("mlflow.store.db.utils", "alembic"):  # schema-migration chatter on a new database
             logging.getLogger(name).setLevel(logging.WARNING)
+        if tracking_uri.startswith(("http://", "https://")):
+            for var, value in _HTTP_DEFAULTS.items():
+                os.environ.setdefault(var, value)
         self.uri = tracking_uri
         self.dir = Path(results_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +143,7 @@ class Tracker:
 
     def _save_state(self) -> None:
         _write_json(self._state_path(), {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
+                                         "experiment_name": self.experiment_name,
                                          "parent_run_id": self.parent_id, "runs": self.runs})
 
     def _reopen(self, run_id: str) -> bool:
@@ -282,6 +296,169 @@ class Tracker:
     def log_parent_artifact(self, path: str | Path) -> None:
         self.client.log_artifact(self.parent_id, str(path))
 
-    def finish(self, status: str = "FINISHED") -> None:
-        if self.parent_id:
+    def finish(self, status: str = "FINISHED", out: Callable[[str], None] = print) -> None:
+        """Close the parent run; an unreachable server is reported (with the command that catches up)."""
+        if not self.parent_id:
+            return
+        try:
             self.client.set_terminated(self.parent_id, status=status)
+        except Exception as exc:  # noqa: BLE001 - records.parquet is complete; MLflow can catch up later
+            out(f"warning: could not close the MLflow parent run ({type(exc).__name__}); when the server is back, "
+                f"run: alreid table {self.dir} --sync-mlflow")
+
+
+# ------------------------------------------------------------------------------------------ sync
+@dataclass
+class SyncSummary:
+    """What :func:`sync_results` had to add to MLflow (all zero: already in sync)."""
+
+    runs_created: int = 0
+    metrics_logged: int = 0
+    artifacts_logged: int = 0
+    statuses_set: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.runs_created or self.metrics_logged or self.artifacts_logged or self.statuses_set)
+
+    def line(self, uri: str) -> str:
+        if not self.changed:
+            return f"MLflow at {uri} already matches records.parquet; nothing to log"
+        return (f"MLflow at {uri} synced from records.parquet: {self.runs_created} run(s) created, "
+                f"{self.metrics_logged} metric value(s), {self.artifacts_logged} artifact(s) logged, "
+                f"{self.statuses_set} run status(es) set")
+
+
+def _trial_spec(results: Path, key: str, rows: pd.DataFrame) -> dict[str, Any]:
+    """The trial's spec as Ray Tune saved it (its params.json), else the identity columns of its records."""
+    params = results / "tune" / key / "params.json"
+    if params.is_file():
+        try:
+            spec = json.loads(params.read_text()).get("trial")
+            if isinstance(spec, dict) and spec.get("key") == key:
+                return spec
+        except (OSError, ValueError):
+            pass
+    first = rows.iloc[0]
+    label = str(first.get("label", first.get("method", key)))
+    trial = {c: (first[c].item() if hasattr(first[c], "item") else first[c])
+             for c in ("dataset", "method", "seed") if c in rows.columns}
+    return {"key": key, "label": label, "trial": trial}
+
+
+def _existing_run(tracker: Tracker, run_id: str | None) -> str | None:
+    if not run_id:
+        return None
+    try:
+        run = tracker.client.get_run(run_id)
+    except Exception:  # noqa: BLE001 - deleted, or a run of another server
+        return None
+    if run.info.lifecycle_stage == "deleted" or run.info.experiment_id != tracker.experiment_id:
+        return None
+    return run_id
+
+
+def sync_results(results_dir: str | Path, tracking_uri: str | None = None, *,
+                 out: Callable[[str], None] = print) -> SyncSummary:
+    """Log to MLflow whatever a finished or stopped benchmark's records.parquet has and MLflow lacks.
+
+    For every trial in records.parquet: its nested run (created if missing, with its params), every
+    (metric, cycle) value not yet logged, the records/pairs artifacts, and status FINISHED. Runs of
+    trials that never finished and are still RUNNING become KILLED (``--resume`` reopens them); the
+    parent becomes FINISHED once every planned trial has records. Running it again changes nothing.
+    Run it when no driver is logging to the same results (after the benchmark ended or died).
+    """
+    from mlflow.entities import Metric
+
+    from alreid.errors import AlreidError
+    from alreid.harness.records import RECORDS_FILE, write_parquet_atomic
+
+    results = Path(results_dir)
+    if not (results / RECORDS_FILE).is_file():
+        raise AlreidError(f"no {RECORDS_FILE} in {results}; --sync-mlflow needs a results/<experiment> folder")
+    state_file = results / STATE_FILE
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    uri = tracking_uri or state.get("tracking_uri")
+    if not uri:
+        raise AlreidError(f"{results} has no {STATE_FILE} naming its MLflow server; pass one: --sync-mlflow URI")
+    name = state.get("experiment_name") or results.name
+    try:
+        tracker = Tracker(uri, name, results)
+    except Exception as exc:  # noqa: BLE001 - unreachable server or bad URI
+        raise AlreidError(f"cannot reach MLflow at {uri}: {type(exc).__name__}: {exc}") from None
+    same = state.get("experiment_id") == tracker.experiment_id
+    summary = SyncSummary()
+    client = tracker.client
+
+    parent = _existing_run(tracker, state.get("parent_run_id") if same else None)
+    if parent is None:
+        run = client.create_run(tracker.experiment_id, run_name=name, tags=tracker.tags)
+        parent = run.info.run_id
+        summary.runs_created += 1
+    tracker.parent_id = parent
+    known = {k: r for k, r in (state.get("runs") or {}).items()} if same else {}
+    for run in client.search_runs([tracker.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"):
+        key = run.data.tags.get("alreid.trial_key")
+        if key and _existing_run(tracker, known.get(key)) is None:
+            known[key] = run.info.run_id  # created by a driver that died before saving its state
+    tracker.runs = {k: r for k, r in known.items() if _existing_run(tracker, r)}
+    tracker._save_state()
+
+    records = pd.read_parquet(results / RECORDS_FILE)
+    keys = list(dict.fromkeys(records["trial_key"].astype(str)))
+    for key in keys:
+        rows = records[records["trial_key"].astype(str) == key].sort_values("cycle")
+        spec = _trial_spec(results, key, rows)
+        run_id = tracker.runs.get(key)
+        if run_id is None:  # trial_run would also reopen an existing run (RUNNING): only call it to create
+            run_id = tracker.trial_run(spec, str(rows["trial_id"].iloc[0]) if "trial_id" in rows else "")
+            summary.runs_created += 1
+        wanted: dict[str, dict[int, float]] = {}
+        for rec in rows.to_dict("records"):
+            for k, v in record_metrics(rec).items():
+                if not math.isnan(v):
+                    wanted.setdefault(k, {})[int(rec["cycle"])] = v
+        now = int(time.time() * 1000)
+        missing = []
+        for k, by_step in wanted.items():
+            have = {int(m.step) for m in client.get_metric_history(run_id, k)}
+            missing += [Metric(k, v, now, step) for step, v in sorted(by_step.items()) if step not in have]
+        for i in range(0, len(missing), _BATCH):
+            client.log_batch(run_id, metrics=missing[i:i + _BATCH])
+        summary.metrics_logged += len(missing)
+        have_art = {a.path for a in client.list_artifacts(run_id)}
+        pairs_file = results / "pairs" / f"{key}.parquet"
+        with tempfile.TemporaryDirectory() as tmp:
+            if "records.parquet" not in have_art:
+                client.log_artifact(run_id, str(write_parquet_atomic(rows.reset_index(drop=True),
+                                                                     Path(tmp) / "records.parquet")))
+                summary.artifacts_logged += 1
+            if "pairs.parquet" not in have_art and pairs_file.is_file():
+                client.log_artifact(run_id, str(shutil.copyfile(pairs_file, Path(tmp) / "pairs.parquet")))
+                summary.artifacts_logged += 1
+        if client.get_run(run_id).info.status != "FINISHED":
+            client.set_terminated(run_id, status="FINISHED")
+            summary.statuses_set += 1
+    for key, run_id in tracker.runs.items():
+        if key not in keys and client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+            summary.statuses_set += 1
+
+    plan_file = results / "plan.json"
+    planned = json.loads(plan_file.read_text()).get("trials", []) if plan_file.is_file() else keys
+    complete = set(planned) <= set(keys)
+    report = results / "report"
+    if complete and report.is_dir() and not client.list_artifacts(parent, "report"):
+        for path in sorted(p for p in report.iterdir() if p.is_file()):
+            client.log_artifact(parent, str(path), artifact_path="report")
+            summary.artifacts_logged += 1
+    status = client.get_run(parent).info.status
+    if complete and status in ("RUNNING", "KILLED"):
+        client.set_terminated(parent, status="FINISHED")
+        summary.statuses_set += 1
+    elif not complete and status == "RUNNING":
+        client.set_terminated(parent, status="KILLED")
+        summary.statuses_set += 1
+    tracker._save_state()
+    out(summary.line(uri))
+    return summary

@@ -187,7 +187,8 @@ class DriverSink:
             fn()
         except Exception as exc:  # noqa: BLE001 - any MLflow/network failure
             self.out(f"warning: MLflow {what} failed ({type(exc).__name__}: {exc}); MLflow logging is off for "
-                     f"the rest of this run, records.parquet is unaffected")
+                     f"the rest of this run, records.parquet is unaffected; when the server is back, run: "
+                     f"alreid table {self.plan.results_dir} --sync-mlflow")
             self.tracker = None
 
     def _counter(self) -> str:

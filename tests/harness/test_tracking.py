@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,3 +137,100 @@ def test_report_artifacts_and_pvalues_on_parent(tmp_path, uri):
     assert client.get_run(parent).data.metrics == {"friedman_p": 0.03, "wilcoxon_p_random": 0.5}
     assert [a.path for a in client.list_artifacts(parent, "report")] == ["report/summary.md"]
     assert [status for _, status in children(client, tr)] == ["FAILED"]
+
+
+# ------------------------------------------------------------------------------ sync from records.parquet
+def snapshot(client: MlflowClient, experiment_id: str) -> list:
+    """Everything sync may touch, per run: status, params, every metric point, artifact paths."""
+    out = []
+    for r in client.search_runs([experiment_id]):
+        hist = {k: sorted((m.step, "nan" if math.isnan(m.value) else m.value)
+                          for m in client.get_metric_history(r.info.run_id, k)) for k in r.data.metrics}
+        out.append((r.info.run_name, r.info.status, sorted(r.data.params.items()), sorted(hist.items()),
+                    sorted(a.path for a in client.list_artifacts(r.info.run_id))))
+    return sorted(out)
+
+
+def spec_for(seed: int) -> dict:
+    return {**SPEC, "key": f"aas__d__seed{seed}", "seed": seed, "trial": {**SPEC["trial"], "seed": seed}}
+
+
+def write_results(res: Path, seeds: list[int], cycles: int) -> pd.DataFrame:
+    """A results folder as the driver leaves it: records.parquet, pairs, plan.json and each trial's params.json."""
+    from alreid.harness.records import RecordStore
+
+    store = RecordStore(res, order=[spec_for(s)["key"] for s in seeds])
+    for s in seeds:
+        sp = spec_for(s)
+        rows = [{**rec(c), "seed": s, "mAP": 0.1 * c + 0.01 * s} for c in range(cycles + 1)]
+        store.add_trial(sp["key"], rows, trial_id=f"t{s}", label="aas")
+        store.add_pairs(sp["key"], pd.DataFrame({"cycle": [1], "image_id_u": [s], "image_id_v": [9], "same": [False]}))
+        (res / "tune" / sp["key"]).mkdir(parents=True)
+        (res / "tune" / sp["key"] / "params.json").write_text(json.dumps({"trial": sp}))
+    (res / "plan.json").write_text(json.dumps({"trials": [spec_for(s)["key"] for s in seeds]}))
+    return store.frame
+
+
+def test_sync_logs_exactly_what_mlflow_lacks_and_is_idempotent(tmp_path, uri, capsys):
+    from alreid.harness.tracking import sync_results
+
+    res = tmp_path / "res"
+    records = write_results(res, [0, 1, 2], cycles=3)
+    tr = Tracker(uri, "exp", res, flush_every_s=3600)
+    parent = tr.start(run_name="exp", params={}, resume=False)
+    # trial 0 fully logged; trial 1 got cycles 0-1 and stayed RUNNING (server went down); trial 2 never reached MLflow
+    s0, s1 = spec_for(0), spec_for(1)
+    for c in range(4):
+        tr.add_cycle(s0, records[(records.seed == 0) & (records.cycle == c)].iloc[0].to_dict())
+    tr.finish_trial(s0, status="FINISHED", records=records[records.seed == 0],
+                    pairs=pd.read_parquet(res / "pairs" / f"{s0['key']}.parquet"))
+    for c in range(2):
+        tr.add_cycle(s1, records[(records.seed == 1) & (records.cycle == c)].iloc[0].to_dict())
+    tr.flush(s1)
+    client = MlflowClient(uri)
+    before0 = [x for x in snapshot(client, tr.experiment_id) if x[0] == s0["key"]]
+
+    first = sync_results(res)
+    assert first.runs_created == 1 and first.statuses_set == 3  # trial 1 and 2 FINISHED, parent FINISHED
+    n_metrics = len(record_metrics(rec(0)))  # metric keys per cycle (BAKS is NaN: never logged)
+    n_metrics -= sum(math.isnan(v) for v in record_metrics(rec(0)).values())
+    assert first.metrics_logged == n_metrics * (2 + 4)  # trial 1: cycles 2-3; trial 2: cycles 0-3
+    assert first.artifacts_logged == 2 + 2  # records + pairs of trials 1 and 2 (no report folder here)
+    assert client.get_run(parent).info.status == "FINISHED"
+    runs = {r.data.tags["alreid.trial_key"]: r for r in client.search_runs(
+        [tr.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")}
+    assert sorted(runs) == sorted(spec_for(s)["key"] for s in range(3))
+    for s in range(3):
+        run_id = runs[spec_for(s)["key"]].info.run_id
+        assert runs[spec_for(s)["key"]].info.status == "FINISHED"
+        want = records[records.seed == s].set_index("cycle")["mAP"].to_dict()
+        assert {m.step: m.value for m in client.get_metric_history(run_id, "mAP")} == pytest.approx(want)
+        assert len(client.get_metric_history(run_id, "mAP")) == 4  # no duplicated step
+        assert {a.path for a in client.list_artifacts(run_id)} == {"records.parquet", "pairs.parquet"}
+    assert runs[spec_for(2)["key"]].data.params["params.epsilon"] == "0.4"  # params from Tune's params.json
+    # the fully logged trial was not touched; a second sync changes nothing at all
+    assert [x for x in snapshot(client, tr.experiment_id) if x[0] == s0["key"]] == before0
+    state = snapshot(client, tr.experiment_id)
+    assert not sync_results(res).changed
+    assert snapshot(client, tr.experiment_id) == state
+    assert "nothing to log" in capsys.readouterr().out
+
+
+def test_sync_to_a_new_server_and_cli_errors(tmp_path, uri, capsys):
+    from alreid.cli import main as cli_main
+
+    res = tmp_path / "res"
+    records = write_results(res, [0, 1], cycles=2)
+    assert cli_main(["table", str(res), "--sync-mlflow"]) == 2  # no mlflow.json, no URI: a one-line error
+    assert "--sync-mlflow URI" in capsys.readouterr().err
+    assert cli_main(["table", str(res), "--sync-mlflow", uri]) == 0
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("res")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3  # parent + 2 trials
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "report")} >= {"report/summary.md"}
+    state = snapshot(client, exp.experiment_id)
+    assert cli_main(["table", str(res), "--sync-mlflow"]) == 0  # the URI is remembered in mlflow.json
+    assert "nothing to log" in capsys.readouterr().out and snapshot(client, exp.experiment_id) == state
+    assert len(records) == 6
