@@ -9,4 +9,5 @@ COMMAND_MODULES = (
     "alreid.commands.bench",
     "alreid.commands.table",
     "alreid.commands.features",
+    "alreid.commands.annotate",
 )
