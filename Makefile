@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: bench test clean venv
+.PHONY: bench test clean venv browser
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ venv: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/alreid bench configs/default.yaml
 
-test: $(TEST_STAMP)
+# The annotate page's browser test drives Debian's headless Chromium; installed here only when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
+test: $(TEST_STAMP) browser
 	$(PY) -m pytest -q
 
 clean:
