@@ -458,7 +458,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         children = dict(parent.named_children())
         names = list(children)
         for pos, (name, bn) in enumerate(children.items()):
-            if not isinstance(bn, nn.BatchNorm2d) or not bn.track_running_stats:
+            if type(bn) is not nn.BatchNorm2d or not bn.track_running_stats:  # timm BatchNormAct2d: has an act
                 continue
             conv = children.get(name.replace("bn", "conv")) if "bn" in name else None
             if conv is None and isinstance(parent, nn.Sequential) and pos > 0:

@@ -133,3 +133,21 @@ def test_features_command_without_weights_stops_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert "--weights FILE" in err and "--weights none" in err
+
+
+def test_miewid_inference_path_keeps_timm_batchnorm_activations():
+    """Feature extraction folds BatchNorm2d into convolutions; timm's BatchNormAct2d carries an activation
+    and must stay as it is, so the folded copy computes the model's own eval forward."""
+    from timm.layers import BatchNormAct2d
+
+    from alreid.models.backbones import fold_batchnorm
+
+    m = build_backbone("miewid", weights="none", pooling="auto", seed=0).eval()
+    x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(3))
+    for net in (m, m.stage_list()[0]):  # the stem is Sequential(conv, BatchNormAct2d): adjacency would pair them
+        folded = fold_batchnorm(net)
+        n_bnact = sum(isinstance(x, BatchNormAct2d) for x in net.modules())
+        assert n_bnact > 0 and sum(isinstance(x, BatchNormAct2d) for x in folded.modules()) == n_bnact
+        with torch.no_grad():
+            want = net(x)
+            torch.testing.assert_close(folded(x), want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
