@@ -103,14 +103,19 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def signal_group(comp: dict[str, Any], sig: int) -> None:
-    """Signal the process group we started for ``comp`` (its pid is the group id), if it is still ours."""
-    pid = int(comp["pid"])
-    if is_ours(comp):
-        os.killpg(pid, sig)
-    elif group_alive(pid) and comp.get("start_time") is not None:
-        # the leader has exited but members of the group it made remain (e.g. a raylet's workers)
-        os.killpg(pid, sig)
+def owned_group(comp: dict[str, Any]) -> bool:
+    """Whether the process group recorded for ``comp`` is still the one we started.
+
+    Either its leader is alive with the recorded start time, or the leader has exited and members of its
+    group remain (e.g. a raylet's workers): Linux never hands out a pid that is in use as a group id, so
+    such a group can only be ours. A live leader with another start time is a recycled pid: not ours."""
+    pid = comp.get("pid")
+    if not pid:
+        return False
+    st = start_time(int(pid))
+    if st is None:
+        return group_alive(int(pid))
+    return st == comp.get("start_time")
 
 
 def stop_component(comp: dict[str, Any], *, kill: bool = False, timeout: float = 30.0) -> None:
@@ -118,20 +123,20 @@ def stop_component(comp: dict[str, Any], *, kill: bool = False, timeout: float =
     if not comp.get("pid"):
         return
     pid = int(comp["pid"])
-    try:
-        signal_group(comp, signal.SIGKILL if kill else signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (is_ours(comp) or group_alive(pid)):
+    sent = None
+    while owned_group(comp):
+        now = time.monotonic()
+        sig = signal.SIGKILL if kill or now > deadline else signal.SIGTERM  # escalate when too slow
+        if sig != sent:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            sent = sig
+        if now > deadline + 15:
+            raise ClusterError(f"process group {pid} did not exit after SIGKILL")
         time.sleep(0.2)
-    if group_alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        while group_alive(pid) and time.monotonic() < deadline + 10:
-            time.sleep(0.2)
     comp["pid"] = None
     comp["start_time"] = None
 
@@ -303,7 +308,7 @@ def _component(cl: Cluster, name: str) -> dict[str, Any]:
 def cmd_stop(args: argparse.Namespace) -> int:
     cl = Cluster(args.dir)
     comp = _component(cl, args.name)
-    if not is_ours(comp):
+    if not owned_group(comp):
         print(f"{args.name} is not running")
         return 0
     stop_component(comp, kill=args.kill)

@@ -34,7 +34,8 @@ _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 #: MLflow's HTTP client retries a refused connection 7 times with exponential backoff (minutes); a driver
 #: whose tracking server is down must give up in seconds and go on with the benchmark.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                  "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # one line per trial is ours to print
 
 
 def code_version() -> dict[str, str]:
