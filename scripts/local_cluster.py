@@ -40,6 +40,8 @@ STATE = "cluster.json"
 RAY_READY = "Ray runtime started"
 #: Custom resource naming a node, e.g. {"node_worker1": 1}: pin a trial to that node by asking for 0.001 of it.
 NODE_RESOURCE = "node_{name}"
+#: The head runs the driver's side only, as cluster.yaml's head node ({"CPU": 0}).
+HEAD_CPUS = 0
 #: How the user called us (the .sh wrapper sets it), for the commands we print.
 PROG = os.environ.get("ALREID_CLUSTER_PROG", "scripts/local_cluster.sh")
 
@@ -388,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--cpus-per-worker", type=float, default=1)
     up.add_argument("--gpus-per-worker", type=float, default=0)
-    up.add_argument("--head-cpus", type=float, default=0, help="CPUs trials may use on the head (default 0, as cluster.yaml)")
+    up.add_argument("--head-cpus", type=float, default=HEAD_CPUS,
+                    help="CPUs trials may use on the head (default 0, as cluster.yaml's head)")
     up.add_argument("--object-store-mb", type=int, default=128, help="object store per node (trials pass little data)")
     up.add_argument("--ray-port", type=int, default=None)
     up.add_argument("--mlflow-port", type=int, default=None)

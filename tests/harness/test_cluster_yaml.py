@@ -74,3 +74,53 @@ def test_validation_is_not_vacuous():
     config["head_node_type"] = "missing"
     with pytest.raises(ValueError, match="head_node_type"):
         check(config)
+
+
+def _local_cluster_module():
+    import importlib.util
+
+    path = CLUSTER_YAML.parent / "scripts" / "local_cluster.py"
+    spec = importlib.util.spec_from_file_location("local_cluster", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_docs_match_what_the_cluster_tests_run():
+    """The shared-storage, MLflow-server, token and layout notes in cluster.yaml describe what
+    scripts/local_cluster.sh starts and tests/cluster/ exercises: same server flags, real CLI flags."""
+    import argparse
+    import shlex
+
+    from alreid.commands import bench, table
+
+    text = CLUSTER_YAML.read_text()
+    comments = "\n".join(line[1:].strip() for line in text.splitlines() if line.startswith("#"))
+    server = re.search(r"(mlflow server .*?)(?:\n\S|\n\n|$)", comments.replace("\\\n", " "), re.S).group(1)
+    documented = {w.split("=")[0] for w in shlex.split(server) if w.startswith("--")}
+    lc = _local_cluster_module()
+    # the local cluster's server, built the way `up` builds it
+    started = {"--host", "--port", "--backend-store-uri", "--artifacts-destination", "--serve-artifacts", "--workers"}
+    assert {"--backend-store-uri", "--artifacts-destination", "--serve-artifacts", "--host", "--port"} <= documented
+    assert documented <= started
+    assert "sqlite:///" in server and "--serve-artifacts" in open(lc.__file__).read()
+    # the flags the notes tell users to type exist
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    bench.register(sub)
+    table.register(sub)
+    assert parser.parse_args(["bench", "x.yaml", "--storage", "/s", "--address", "auto",
+                              "--tracking-uri", "http://h:5000"]).storage == "/s"
+    assert parser.parse_args(["table", "results/x", "--sync-mlflow"]).sync_mlflow == ""
+    # tokens: documented for real clusters, disabled for the loopback one
+    assert "RAY_AUTH_TOKEN" in comments and "RAY_AUTH_MODE=disabled" in comments
+    import os
+
+    saved = os.environ.pop("RAY_AUTH_MODE", None)
+    try:
+        assert lc.env_for_cluster()["RAY_AUTH_MODE"] == "disabled"
+    finally:
+        if saved is not None:
+            os.environ["RAY_AUTH_MODE"] = saved
+    # the head runs no trial, as the AWS layout's {"CPU": 0}
+    assert yaml.safe_load(text)["available_node_types"]["head"]["resources"] == {"CPU": lc.HEAD_CPUS}
