@@ -94,6 +94,11 @@ def create_app(session: Session, *, token: str | None = None) -> FastAPI:
         out["status"] = session.status()
         return out
 
+    @app.post("/api/release")
+    def release(body: AnnotatorIn) -> dict[str, Any]:
+        session.release(body.annotator)
+        return session.status()
+
     @app.post("/api/next-cycle")
     def next_cycle() -> dict[str, Any]:
         return session.next_cycle()

@@ -422,6 +422,12 @@ class Session:
             self._live = None
             return {"undone": self._answer_view(last)}
 
+    def release(self, annotator: str) -> None:
+        """Give back the pairs leased to this name (the page renames its annotator)."""
+        with self._lock:
+            if not self.read_only:
+                self.store.release(_name(annotator))
+
     def _answer_view(self, a: Answer) -> dict[str, Any]:
         p = self.store.pair(a.pair_id)
         return {"answer_id": a.answer_id, "pair_id": a.pair_id, "cycle": a.cycle, "answer": a.answer,

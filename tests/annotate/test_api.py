@@ -249,3 +249,11 @@ def test_answers_with_truth_give_metrics(make_session, known_photos):
     assert st["state"] == "finished" and st["evaluates"]
     assert np.isfinite(st["records"][-1]["mAP"])
     assert take(c)["pair"] is None and take(c)["state"] == "finished"
+
+
+def test_release_gives_a_renamed_annotators_pair_back(make_session, photos):
+    s, c = make_session(photos)
+    pid = take(c, "anonymous")["pair"]["pair_id"]
+    assert take(c, "kim")["pair"]["pair_id"] != pid  # leased to 'anonymous'
+    assert c.post("/api/release", json={"annotator": "anonymous"}).status_code == 200
+    assert take(c, "lee")["pair"]["pair_id"] == pid

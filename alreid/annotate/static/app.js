@@ -164,7 +164,7 @@ async function send(answer, withdraw) {
   const r = await api("POST", "api/answer", body);
   state.busy = false;
   if (r.status === 409 && r.data.earlier) { showConflict(answer, r.data); return; }
-  if (!r.ok) { flash(r.data.message || "error"); return; }
+  if (!r.ok) { await loadNext(); flash(r.data.message || "error"); return; }
   await loadNext();
 }
 
@@ -228,6 +228,12 @@ document.addEventListener("keydown", (e) => {
 
 const nameBox = $("annotator");
 nameBox.value = localStorage.getItem("alreid.annotator") || "";
-nameBox.addEventListener("change", () => { localStorage.setItem("alreid.annotator", nameBox.value.trim()); loadNext(); });
+let shownName = annotator();
+nameBox.addEventListener("change", async () => {
+  localStorage.setItem("alreid.annotator", nameBox.value.trim());
+  if (shownName !== annotator()) await api("POST", "api/release", { annotator: shownName });  // the old name's pair goes back
+  shownName = annotator();
+  loadNext();
+});
 nameBox.addEventListener("keydown", (e) => { if (e.key === "Enter") nameBox.blur(); });
 loadNext();
