@@ -144,6 +144,10 @@ TRAINERS: Registry[Any] = Registry(
         "clustercontrast": "alreid.trainers.clustercontrast:ClusterContrastTrainer",
         "baseline": "alreid.trainers.reference_trainers:BaselineTrainer",
         "skyline": "alreid.trainers.reference_trainers:SkylineTrainer",
+        "ice": "alreid.trainers.ice:ICETrainer",
+        "pplr": "alreid.trainers.pplr:PPLRTrainer",
+        "rtmem": "alreid.trainers.rtmem:RTMemTrainer",
+        "purification": "alreid.trainers.purification:PurificationTrainer",
     },
 )
 

@@ -1,4 +1,4 @@
-"""``alreid methods``: list registered samplers, trainers and datasets."""
+"""``alreid methods``: list registered samplers (``--all``: also trainers, backbones and datasets), one line each."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("methods", help="list registered samplers (and trainers, datasets) with a description")
-    p.add_argument("--all", action="store_true", help="also list trainers and dataset adapters")
+    p.add_argument("--all", action="store_true", help="also list trainers, backbones and dataset adapters")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from alreid.registry import DATASETS, SAMPLERS, TRAINERS
+    from alreid.registry import BACKBONES, DATASETS, SAMPLERS, TRAINERS
 
     groups = [("samplers (--method)", SAMPLERS)]
     if args.all:
-        groups += [("trainers (--trainer)", TRAINERS), ("datasets (--dataset NAME[:ARG])", DATASETS)]
+        groups += [("trainers (--trainer)", TRAINERS), ("backbones (--backbone NAME[:VARIANT])", BACKBONES),
+                   ("datasets (--dataset NAME[:ARG])", DATASETS)]
     for title, reg in groups:
         if args.all:
             print(f"{title}:")

@@ -1,0 +1,190 @@
+"""What the unsupervised Table-1 trainers (ICE, PPLR, RTMem, PurificationReID) share (spec table1_rows A).
+
+All four re-cluster every epoch: k-reciprocal Jaccard distance, DBSCAN, then the refinement hook
+(NP3 with the current constraints, noise first made singletons so a must-link can pull an outlier
+in), then clusters of one become outliers again and are dropped from training
+(``refine_singletons_to_noise``). :class:`USLTrainer` adds to :class:`ImageTrainer` a training loop
+whose step sees the un-augmented batch (these methods draw several views, run part branches or a
+teacher), extraction of several views in one pass, and a rebuild of the optimiser over extra modules.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from alreid.plugin import check_range
+from alreid.trainers.image_training import ImageTrainer, _adam
+
+
+def clustered_labels(dist: np.ndarray, features: np.ndarray, refine: Callable | None, *, eps: float,
+                     min_samples: int) -> tuple[np.ndarray, dict]:
+    """DBSCAN on a precomputed distance, noise -> singletons, ``refine(labels, features)``, then clusters of
+    one -> -1 and the rest renumbered 0..C'-1 (spec table1_rows A, hook contract)."""
+    from alreid.clustering.views import dbscan_labels, singletonize
+
+    labels, _ = singletonize(dbscan_labels(dist, eps=eps, min_samples=min_samples))
+    if refine is not None:
+        labels = np.asarray(refine(labels, features), dtype=np.int64)
+    _, inv = np.unique(labels, return_inverse=True)
+    sizes = np.bincount(inv)
+    clustered = sizes[inv] > 1
+    out = np.full(len(labels), -1, dtype=np.int64)
+    if clustered.any():
+        _, out[clustered] = np.unique(inv[clustered], return_inverse=True)
+    return out, {"n_clusters": int((sizes > 1).sum()), "n_unclustered": int((~clustered).sum())}
+
+
+def cluster_means(features: torch.Tensor, labels: torch.Tensor, n_clusters: int) -> torch.Tensor:
+    """Per-cluster mean of ``features`` over rows with label >= 0 (not re-normalised)."""
+    keep = labels >= 0
+    sums = torch.zeros(n_clusters, features.shape[1], dtype=features.dtype, device=features.device)
+    sums.index_add_(0, labels[keep], features[keep])
+    counts = torch.bincount(labels[keep], minlength=n_clusters).clamp(min=1).to(features.dtype)
+    return sums / counts[:, None]
+
+
+class KPerIdentitySampler:
+    """ICE's ``MoreCameraSampler`` (spec table1_rows 1.3): every pseudo-identity gives exactly K images.
+
+    Per identity (random order): one random image from each of its cameras; fewer than K -> topped up with
+    other images of the identity (without replacement when enough remain, else with replacement); more
+    than K -> a random K of the per-camera picks. Without cameras every image counts as camera 0.
+    """
+
+    def __init__(self, labels: np.ndarray, *, num_instances: int = 4, cameras: np.ndarray | None = None,
+                 rng: np.random.Generator) -> None:
+        self.labels = np.asarray(labels)
+        self.k = int(num_instances)
+        self.cameras = np.zeros(len(self.labels), np.int64) if cameras is None else np.asarray(cameras)
+        self.rng = rng
+        order = np.argsort(self.labels, kind="stable")
+        _, start = np.unique(self.labels[order], return_index=True)
+        self.members = np.split(order, start[1:]) if len(order) else []
+
+    def pick(self, members: np.ndarray) -> list[int]:
+        """K positions of one identity."""
+        rng, k = self.rng, self.k
+        cams = self.cameras[members]
+        picks = np.array([rng.choice(members[cams == c]) for c in np.unique(cams)])
+        if len(picks) >= k:
+            return [int(i) for i in rng.choice(picks, size=k, replace=False)]
+        rest = np.setdiff1d(members, picks)
+        need = k - len(picks)
+        if len(rest) == 0:  # nothing else to add: the per-camera picks again, with replacement
+            return [int(i) for i in rng.choice(picks, size=k, replace=True)]
+        extra = rng.choice(rest, size=need, replace=len(rest) < need)
+        return [int(i) for i in np.concatenate([picks, extra])]
+
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """Batches of ``batch_size // K`` whole identities; passes repeat forever (drop-last within a pass)."""
+        per = max(1, int(batch_size) // self.k)
+        while True:
+            order = self.rng.permutation(len(self.members))
+            for s in range(0, len(order) - per + 1, per):
+                yield np.array([i for c in order[s:s + per] for i in self.pick(self.members[c])], dtype=np.int64)
+            if len(order) < per:  # fewer identities than a batch needs: one short batch per pass
+                yield np.array([i for c in order for i in self.pick(self.members[c])], dtype=np.int64)
+
+
+class USLTrainer(ImageTrainer):
+    """Base of the USL Table-1 trainers: shared clustering parameters and a free-form training step."""
+
+    param_defaults = {**ImageTrainer.param_defaults, "eps": 0.6, "min_samples": 4, "k1": 30, "k2": 6}
+
+    def validate_params(self) -> None:
+        super().validate_params()
+        owner = f"trainer {self.name!r}"
+        check_range(owner, "eps", self.eps, 0, 1, lo_open=True)
+        check_range(owner, "min_samples", self.min_samples, 1, integer=True)
+        check_range(owner, "k1", self.k1, 2, integer=True)
+        check_range(owner, "k2", self.k2, 1, integer=True)
+
+    # helpers ------------------------------------------------------------------------------------
+    def pool_cameras(self, train_idx: np.ndarray) -> np.ndarray | None:
+        cams = self.dataset_.column("camera")
+        if cams is None:
+            return None
+        _, codes = np.unique(np.asarray(cams)[np.asarray(train_idx)].astype(str), return_inverse=True)
+        return codes.astype(np.int64)
+
+    def jaccard(self, features: np.ndarray) -> np.ndarray:
+        from alreid.clustering.jaccard import jaccard_distance
+
+        return jaccard_distance(features, int(self.k1), int(self.k2))
+
+    def rebuild_optimizer(self, *extra: nn.Module) -> None:
+        """Adam and the step schedule over the backbone's and ``extra`` modules' trainable parameters."""
+        params = [p for m in (self.model_, *extra) for p in m.parameters() if p.requires_grad]
+        self.optimizer_ = _adam(params, lr=self.lr, weight_decay=self.weight_decay, device=self.device_)
+        self.scheduler_ = torch.optim.lr_scheduler.StepLR(self.optimizer_, step_size=int(self.lr_step),
+                                                          gamma=float(self.lr_gamma))
+
+    def load_batch(self, rows: np.ndarray) -> torch.Tensor:
+        """Normalised, un-augmented (b, 3, h, w) batch on the training device."""
+        x = self.spec_.normalise(self.store_.batch(rows, self.spec_.size, self.spec_.resize,
+                                                   workers=self._decode_workers()), self.device_)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def extract_views(self, net: nn.Module, train_idx: np.ndarray, n_views: int, desc: str) -> list[np.ndarray]:
+        """Eval-mode features of the pool from ``net`` (views concatenated), split and L2-normalised per view."""
+        from alreid.models.features import extract_features
+
+        feats = extract_features(net, self.store_, np.asarray(train_idx), self.spec_, device=self.device_,
+                                 batch_size=int(self.eval_batch_size), amp=self.amp, fold_bn=False,
+                                 progress=self.progress, desc=desc, source=f"dataset {self.dataset_.name!r}")
+        views = np.split(feats, n_views, axis=1)
+        return [v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) for v in views]
+
+    def run_steps(self, train_idx: np.ndarray, batches: Iterator[np.ndarray], n_iters: int,
+                  step: Callable[[torch.Tensor, np.ndarray], torch.Tensor],
+                  after_step: Callable[[], None] | None, desc: str,
+                  optimizer: torch.optim.Optimizer | None = None,
+                  modules: tuple[nn.Module, ...] = ()) -> dict[str, float]:
+        """``n_iters`` optimiser steps; ``step(x, pos)`` gets the un-augmented batch and returns the loss."""
+        opt = optimizer or self.optimizer_
+        self.model_.train()
+        for m in modules:
+            m.train()
+        losses: list[float] = []
+        n_images = 0
+        t0 = time.perf_counter()
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_iters, desc=desc, unit="it", leave=False, mininterval=1.0)
+        for _ in range(n_iters):
+            pos = next(batches)
+            x = self.load_batch(np.asarray(train_idx)[pos])
+            loss = step(x, pos)
+            opt.zero_grad(set_to_none=True)
+            if self.scaler_ is not None:
+                self.scaler_.scale(loss).backward()
+                self.scaler_.step(opt)
+                self.scaler_.update()
+            else:
+                loss.backward()
+                opt.step()
+            if after_step is not None:
+                after_step()
+            losses.append(float(loss.detach()))
+            n_images += len(pos)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+        if bar is not None:
+            bar.close()
+        if self.device_.type == "cuda":
+            torch.cuda.synchronize()
+        self.version_ += 1
+        return {"loss": float(np.mean(losses)) if losses else float("nan"), "images": n_images,
+                "seconds": time.perf_counter() - t0}
+
+    def finish(self, epochs: list[dict[str, float]], last: dict[str, Any], t_cluster: float) -> dict[str, Any]:
+        return self.summarise(epochs, {**last, "seconds_clustering": t_cluster, "epochs_total": self.epochs_done_,
+                                       "lr": float(self.optimizer_.param_groups[0]["lr"])})
