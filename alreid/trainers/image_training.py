@@ -126,9 +126,11 @@ class ImageTrainer(Trainer):
         from alreid.registry import BACKBONES
 
         owner = f"trainer {self.name!r}"
-        if self.backbone not in BACKBONES.names():
-            BACKBONES.get(self.backbone)  # raises with the list of names
-        parse_size(self.image_size)
+        from alreid.models.backbones import backbone_class
+
+        backbone_class(self.backbone)  # an unknown name (NAME or NAME:VARIANT) raises with the choices
+        if self.image_size != "auto":  # auto: the backbone's own input size (MegaDescriptor, MiewID)
+            parse_size(self.image_size)
         check_range(owner, "epochs", self.epochs, 0, integer=True)
         check_range(owner, "al_every", self.al_every, 1, integer=True)
         if isinstance(self.iters, str) and self.iters != ONE_PASS:
@@ -152,8 +154,9 @@ class ImageTrainer(Trainer):
         check_range(owner, "cache_bytes", self.cache_bytes, 0, integer=True)
         if self.threads is not None:
             check_range(owner, "threads", self.threads, 1, integer=True)
-        if self.pooling not in ("avg", "gem"):
-            raise ConfigError(f"{owner} parameter pooling must be 'avg' or 'gem'; got {self.pooling!r}")
+        if self.pooling not in ("avg", "gem", "auto"):
+            raise ConfigError(f"{owner} parameter pooling must be 'avg', 'gem' or 'auto' (the backbone's own); "
+                              f"got {self.pooling!r}")
         if str(self.device) not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise ConfigError(f"{owner} parameter device must be auto, cpu or cuda[:N]; got {self.device!r}")
 
@@ -178,7 +181,8 @@ class ImageTrainer(Trainer):
         if self.frozen_:
             model.freeze_stages(self.frozen_)
         self.model_ = model.to(self.device_).to(memory_format=torch.channels_last)
-        self.spec_ = InputSpec(parse_size(self.image_size), model.input_mean, model.input_std)
+        size = tuple(model.default_size) if self.image_size == "auto" else parse_size(self.image_size)
+        self.spec_ = InputSpec(size, model.input_mean, model.input_std)
         self.augment_ = TrainAugment(self.spec_)
         params = [p for p in self.model_.parameters() if p.requires_grad]
         self.optimizer_ = _adam(params, lr=self.lr, weight_decay=self.weight_decay, device=self.device_)
