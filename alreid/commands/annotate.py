@@ -20,6 +20,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def access_token(host: str, token: str | None) -> str | None:
+    """The token requests must carry: the one given, a fresh one off loopback, else none."""
+    if token is not None:
+        if not token.strip():
+            from alreid.errors import ConfigError
+
+            raise ConfigError("--token must not be empty")
+        return token
+    return None if is_loopback(host) else secrets.token_urlsafe(18)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from alreid.commands.run import add_trial_arguments
 
@@ -61,9 +72,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("alreid annotate needs --store FILE (the SQLite file that keeps the answers)")
     if args.lease_minutes <= 0:
         raise ConfigError(f"--lease-minutes must be positive; got {args.lease_minutes}")
-    token = args.token
-    if token is None and not is_loopback(args.host):
-        token = secrets.token_urlsafe(18)
+    token = access_token(args.host, args.token)
     try:
         import uvicorn
 
