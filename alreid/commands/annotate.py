@@ -72,6 +72,8 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("alreid annotate needs --store FILE (the SQLite file that keeps the answers)")
     if args.lease_minutes <= 0:
         raise ConfigError(f"--lease-minutes must be positive; got {args.lease_minutes}")
+    if args.read_only and not args.store.is_file():
+        raise ConfigError(f"--read-only reviews an existing store, and {args.store} does not exist")
     token = access_token(args.host, args.token)
     try:
         import uvicorn
