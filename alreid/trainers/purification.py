@@ -32,10 +32,25 @@ from alreid.trainers.usl_common import USLTrainer, clustered_labels
 
 
 # pure functions ------------------------------------------------------------------------------------
-def fused_distance(dists: list[np.ndarray], lambda1: float) -> np.ndarray:
-    """(1 - 2 lambda1) D_global + lambda1 D_upper + lambda1 D_lower."""
-    g, u, d = dists
-    return (1 - 2 * lambda1) * g + lambda1 * u + lambda1 * d
+def fused_distance(dists: list[Any], lambda1: float) -> Any:
+    """(1 - 2 lambda1) D_global + lambda1 D_upper + lambda1 D_lower.
+
+    Sparse Jaccard matrices store only overlapping pairs (an absent entry is distance 1), so they are
+    fused as similarities 1 - D (absent = 0) and turned back: absent in every view stays absent.
+    """
+    import scipy.sparse as sp
+
+    weights = (1 - 2 * lambda1, lambda1, lambda1)
+    if not any(sp.issparse(d) for d in dists):
+        return sum(w * np.asarray(d) for w, d in zip(weights, dists))
+    sim = None
+    for w, d in zip(weights, dists):
+        s = sp.csr_matrix(d, dtype=np.float64, copy=True)
+        s.data = w * (1.0 - s.data)
+        sim = s if sim is None else sim + s
+    out = sim.tocsr()
+    out.data = 1.0 - out.data
+    return out.astype(np.float32)
 
 
 def view_weights(lambda2: float) -> tuple[float, float, float]:
