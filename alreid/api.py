@@ -37,11 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; importing these at run time
 __all__ = ["ActiveLearningLoop", "BenchmarkResult", "Results", "get_sampler", "get_trainer", "load_dataset",
            "load_results", "run_benchmark", "run_trial"]
 
-#: Columns that measure time, not results: they differ between two runs of the same trial.
-TIMING_COLUMNS = ("seconds", "seconds_clustering", "seconds_sampling", "seconds_training", "seconds_eval",
-                  "train_images_per_s")
-
-
 # ------------------------------------------------------------------------------------------ plugins
 def load_dataset(spec: "str | ReidDataset", *, subset: str | None = None, split_seed: int = 0) -> "ReidDataset":
     """Load a dataset from a ``NAME[:ARG]`` spec, the same strings ``alreid run --dataset`` takes.
@@ -620,6 +615,15 @@ class BenchmarkResult:
         return self.results_dir / "report"
 
 
+class BenchmarkInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_benchmark`: finished trials are kept; ``resume=True`` continues the others."""
+
+    def __init__(self, results_dir: Path) -> None:
+        super().__init__(f"interrupted; finished trials are saved in {results_dir}; "
+                         f"run_benchmark(..., resume=True) continues the others from their last cycle")
+        self.results_dir = results_dir
+
+
 def _plan(config: Any, *, sweep: bool, smoke: bool, storage: Any, tracking_uri: str | None) -> Any:
     from alreid.harness.experiment import (ExperimentConfig, apply_overrides, load_plan, parse_experiment,
                                            plan_experiment)
@@ -678,6 +682,8 @@ def run_benchmark(config: "str | Path | Mapping[str, Any]", *, sweep: bool = Fal
         Invalid config, missing local dataset paths, or an existing run without ``resume``/``overwrite``.
     AlreidError
         MLflow unreachable (pass ``mlflow=False``) or a Ray cluster that cannot be reached.
+    BenchmarkInterrupted
+        Ctrl-C (a ``KeyboardInterrupt``): finished trials are saved; ``resume=True`` continues the rest.
 
     Examples
     --------
@@ -717,10 +723,13 @@ def run_benchmark(config: "str | Path | Mapping[str, Any]", *, sweep: bool = Fal
             tracker.start(run_name=cfg.name, params=_parent_params(plan), resume=resumed)
         except Exception as exc:  # noqa: BLE001 - unreachable server, bad URI, locked database
             raise AlreidError(f"cannot use MLflow at {uri}: {type(exc).__name__}: {exc} "
-                              f"(check --tracking-uri, or pass --no-mlflow)") from None
+                              f"(check tracking_uri / --tracking-uri, or pass mlflow=False / --no-mlflow)") from None
         out(f"MLflow: experiment {tracker.experiment_name!r} at {uri} (parent run {tracker.parent_id})")
-    outcome = tune_runner.run_benchmark(plan, resume=resumed, tracker=tracker, address=address,
-                                        max_concurrent=max_concurrent, out=out)
+    try:
+        outcome = tune_runner.run_benchmark(plan, resume=resumed, tracker=tracker, address=address,
+                                            max_concurrent=max_concurrent, out=out)
+    except KeyboardInterrupt:
+        raise BenchmarkInterrupted(plan.results_dir) from None
     result = BenchmarkResult(records=pd.DataFrame(), results_dir=plan.results_dir, finished=list(outcome.finished),
                              unfinished=list(outcome.unfinished), errors=dict(outcome.errors),
                              seconds=float(outcome.seconds), n_trials=len(plan.trials))
