@@ -119,3 +119,56 @@ def test_contract_holds_with_random_start():
     from alreid.testing import check_sampler
 
     check_sampler("lbas", {"fps_start": "random"})
+
+
+def test_leftover_of_a_cluster_without_open_positives_goes_to_the_other_cluster():
+    """Cluster 0's within-cluster pairs are all known, so it cannot make a triplet: its share (4 of
+    T = 8) must be redistributed to cluster 1 (10 members, so 10 anchors), and 16 pairs asked.
+    Without redistribution only cluster 1's own 4 triplets (8 pairs) were asked."""
+    x, ids = blobs(n_ids=2, per_id=10, noise=0.3, seed=4)
+    store = ConstraintStore(len(x))
+    members = np.flatnonzero(ids == 0)
+    for m in members[1:]:
+        store.add(int(members[0]), int(m), True)  # one ML component: every pair inside it is implied
+    ctx = context(x, ids, store=store)
+    sampler = LBASSampler()
+    pairs = sampler.select(ctx, 16, np.random.default_rng(0))
+    assert len(pairs) == 16
+    found = triplets(pairs)
+    assert all(ids[a] == 1 for a, _, _ in found)
+    assert sampler.stats_["triplets_allocated"] == 8 and sampler.stats_["triplets_redistributed"] == 4
+
+
+def test_leftover_goes_by_size_and_respects_untried_anchors():
+    """Three clusters of 6, 3 and 3; cluster 0 is blocked. T = 6 -> first shares 3, 1, 1 (plus 1 by
+    remainder to cluster 0); the 3-4 left go to clusters 1 and 2, at most 3 anchors each."""
+    sizes = [6, 3, 3]
+    ids = np.concatenate([np.full(s, i) for i, s in enumerate(sizes)])
+    x = np.concatenate([blobs(n_ids=1, per_id=s, noise=0.3, seed=20 + i)[0] for i, s in enumerate(sizes)])
+    store = ConstraintStore(len(x))
+    members = np.flatnonzero(ids == 0)
+    for m in members[1:]:
+        store.add(int(members[0]), int(m), True)
+    ctx = context(x, ids, store=store)
+    pairs = LBASSampler().select(ctx, 12, np.random.default_rng(0))
+    per_cluster = np.bincount([ids[a] for a, _, _ in triplets(pairs)], minlength=3)
+    assert per_cluster.tolist() == [0, 3, 3]  # every untried anchor of the two open clusters used
+
+
+@pytest.mark.parametrize("method", ["random", "gbas", "lbas", "nis"])
+@pytest.mark.parametrize("budget", [10, 41, 80])
+def test_every_budgeted_method_spends_its_budget_where_pairs_exist(method, budget):
+    """Offered the same budget on a pool with far more open pairs, every budget-spending method asks
+    it all (triplet methods: 2 * floor(budget / 2), the spec's rule for the odd last pair); also in
+    a later cycle, once earlier answers have closed the easiest candidates."""
+    from alreid.registry import SAMPLERS
+
+    x, ids = blobs(n_ids=16, per_id=10, seed=7)
+    store = ConstraintStore(len(x))
+    ctx = context(x, ids, store=store)
+    want = 2 * (budget // 2) if method in ("gbas", "lbas") else budget
+    rng = np.random.default_rng(1)
+    for cycle in range(3):
+        pairs = SAMPLERS.get(method).from_params({}).select(ctx, budget, rng)
+        assert len(pairs) == want, f"{method} asked {len(pairs)} of {budget} in cycle {cycle}"
+        store.add_many(pairs, ids[pairs[:, 0]] == ids[pairs[:, 1]], cycle=cycle)
