@@ -822,7 +822,7 @@ def load_results(path: "str | Path", *, reference: str | None = None, metric: st
     ...                          trainer_params={"iters": 20}, progress=False)
     ...         for m in ("random", "aas") for s in (0, 1)]
     >>> folder = Path(tempfile.mkdtemp())
-    >>> pd.concat(runs).to_parquet(folder / "records.parquet")
+    >>> pd.concat(runs, ignore_index=True).to_parquet(folder / "records.parquet")
     >>> results = alreid.load_results(folder)
     >>> results.summary.index.tolist(), int(results.summary.loc["aas", "n_trials"])
     (['random', 'aas'], 2)
@@ -834,7 +834,7 @@ def load_results(path: "str | Path", *, reference: str | None = None, metric: st
     from alreid.harness.tables import load_records, per_dataset_table, significance_frame, summary_table
 
     p = Path(path).expanduser()
-    records = load_records(p)
+    records = load_records(p).reset_index(drop=True)  # one row label per record, whatever the file stored
     saved_reference, saved_metric = _experiment_defaults(p)
     reference, metric = reference or saved_reference, metric or saved_metric
     if metric not in records.columns:
