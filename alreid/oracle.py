@@ -214,7 +214,8 @@ class ReplayOracle:
             idx = np.asarray(missing)
             out[idx] = self.fallback.query(pairs[idx])
             self.n_simulated_ += len(idx)
-        self.asked_.update((int(min(u, v)), int(max(u, v))) for u, v in pairs)
+        # a replayed 'not sure' is no constraint, so a later cycle may choose that pair again (as annotate does)
+        self.asked_.update((int(min(u, v)), int(max(u, v))) for (u, v), ok in zip(pairs, answered) if ok)
         self.n_queries_ += len(pairs)
         self.answered_ = answered
         return out

@@ -143,3 +143,16 @@ def test_cli_run_with_replay_and_bad_oracle(annotated, tmp_path, capsys):
     assert len(err) == 1 and "nope.parquet does not exist" in err[0]
     assert main(["run", "--dataset", settings["dataset"], "--oracle", "human"]) == 2
     assert "replay:FILE" in capsys.readouterr().err
+
+
+def test_cli_export(annotated, tmp_path, capsys):
+    from alreid.cli import main
+
+    s, _, pq, _ = annotated
+    out = tmp_path / "cli.csv"
+    assert main(["annotate", "export", "--store", str(s.store.path), "--out", str(out)]) == 0
+    assert pd.read_csv(out)[["u", "v", "answer"]].equals(pd.read_parquet(pq)[["u", "v", "answer"]])
+    assert main(["annotate", "export", "--store", str(s.store.path), "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["annotate", "export", "--store", str(tmp_path / "none.sqlite"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and ".parquet or .csv" in err[0] and "does not exist" in err[1]

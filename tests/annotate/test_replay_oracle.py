@@ -84,3 +84,11 @@ def test_access_token_rules():
     assert t1 and t2 and t1 != t2 and len(t1) >= 20
     with pytest.raises(AlreidError):
         access_token("0.0.0.0", " ")
+
+
+def test_a_replayed_unsure_pair_may_be_asked_again(tmp_path):
+    f = write(tmp_path, {"image_id_u": ["a"], "image_id_v": ["b"], "answer": ["unsure"]})
+    o = ReplayOracle(f, keys=np.array(["a", "b"]))
+    o.query(np.array([[0, 1]]))
+    o.query(np.array([[1, 0]]))  # later cycle: still no constraint, so the sampler may pick it again
+    assert o.answered_.tolist() == [False]
