@@ -279,19 +279,40 @@ class Session:
         return {"image_id": str(image_id), "url": f"api/image/{quote(str(image_id), safe='')}",
                 "file": Path(path).name if path else "", "meta": shown}
 
+    def image_roots(self) -> list[Path]:
+        """Folders a relative ``path`` may be relative to: the dataset's, and for features written by
+        ``alreid features`` the image folder they came from (``image_root`` in features.json)."""
+        if getattr(self, "_roots", None) is None:
+            roots = []
+            root = self._dataset.root
+            if root is not None:
+                roots.append(Path(root))
+                info = Path(root) / "features.json"
+                if info.is_file():
+                    import json
+
+                    try:
+                        image_root = json.loads(info.read_text()).get("image_root")
+                    except (OSError, ValueError):
+                        image_root = None
+                    if image_root:
+                        roots.append(Path(image_root))
+            self._roots = roots
+        return self._roots
+
     def image_file(self, image_id: str) -> Path:
         """The file of an image named by its id (the only way a client names an image)."""
         row = self._image_rows.get(str(image_id))
         if row is None:
             raise SessionError(f"no image with id {image_id!r}", 404)
         meta = self._dataset.metadata
-        if "path" not in meta.columns or self._dataset.root is None and not Path(str(meta["path"].iloc[row])).is_absolute():
-            raise SessionError(f"dataset {self._dataset.name!r} has no image files", 404)
+        if "path" not in meta.columns:
+            raise SessionError(f"dataset {self._dataset.name!r} has no image files (no path column)", 404)
         p = Path(str(meta["path"].iloc[row]))
-        f = p if p.is_absolute() else Path(self._dataset.root) / p
-        if not f.is_file():
-            raise SessionError(f"the file of image {image_id!r} is missing", 404)
-        return f
+        for f in [p] if p.is_absolute() else [r / p for r in self.image_roots()]:
+            if f.is_file():
+                return f
+        raise SessionError(f"the file of image {image_id!r} is missing", 404)
 
     def describe(self, p: Pair) -> dict[str, Any]:
         return {"pair_id": p.pair_id, "cycle": p.cycle, "position": p.pos,

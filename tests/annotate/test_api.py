@@ -257,3 +257,25 @@ def test_release_gives_a_renamed_annotators_pair_back(make_session, photos):
     assert take(c, "kim")["pair"]["pair_id"] != pid  # leased to 'anonymous'
     assert c.post("/api/release", json={"annotator": "anonymous"}).status_code == 200
     assert take(c, "lee")["pair"]["pair_id"] == pid
+
+
+def test_images_of_features_written_elsewhere_come_from_their_image_root(make_session, photos, tmp_path):
+    """'alreid features --out ELSEWHERE' keeps paths relative to the photos and records image_root."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    root = Path(photos.partition(":")[2])
+    out = tmp_path / "zoo_lite0"
+    out.mkdir()
+    for name in ("metadata.csv", "features.npz"):
+        shutil.copy(root / name, out / name)
+    (out / "features.json").write_text(json.dumps({"image_root": str(root)}))
+    s, c = make_session(f"embeddings:{out}")
+    p = s.store.batch(1)[0]
+    r = c.get(f"/api/image/{p.image_v}")
+    assert r.status_code == 200
+    assert r.content == (root / "images" / f"ind{int(p.image_v[3:5])}" / f"{p.image_v}.png").read_bytes()
+    (out / "features.json").unlink()
+    s2, c2 = make_session(f"embeddings:{out}", store="t.sqlite")
+    assert c2.get(f"/api/image/{p.image_v}").status_code == 404  # no image_root: nothing outside the folder
