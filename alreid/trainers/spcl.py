@@ -6,6 +6,11 @@ and eps + gap (loose), noise -> singletons, NP3 with the current constraints on 
 criterion (clusters whose independence is below the epoch-0 threshold keep only their most
 compact members; the rest become un-clustered instances), then hybrid-memory training.
 The memory is initialised once from the starting model and afterwards updated only by momentum.
+
+``eps="auto"`` (issue 17, not SpCL's default): SpCL's eps 0.6 was tuned for ResNet-50 on persons; on
+ImageNet EfficientNet-Lite0 features of DogFaceNet it chains two thirds of the pool into one cluster.
+``auto`` takes the radius from the starting memory's own distances, as MMT/SSG do (the mean of the
+``eps_rho`` fraction of smallest pairwise Jaccard distances), once at the first epoch, then keeps it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import numpy as np
 import torch
 
 from alreid.trainers.image_training import ImageTrainer, RandomMultipleGallerySampler
+from alreid.clustering.jaccard import jaccard_distance
+from alreid.clustering.views import dbscan_labels, singletonize
 from alreid.trainers.base import CycleInput
 from alreid.models.hybrid_memory import HybridMemory
 from alreid.plugin import check_range
@@ -78,16 +85,34 @@ def reliable_labels(main: np.ndarray, tight: np.ndarray, loose: np.ndarray, inde
     return out.astype(np.int64), indep_thres, stats
 
 
-def spcl_pseudo_labels(features: np.ndarray, refine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None, *,
-                       eps: float = 0.6, eps_gap: float = 0.02, min_samples: int = 4, k1: int = 30, k2: int = 6,
-                       indep_thres: float | None = None, refine_all: bool = True,
-                       protect: np.ndarray | None = None) -> tuple[np.ndarray, float | None, dict]:
-    """One epoch's pseudo-labels from memory features (spec 4.4 steps 1-3 with NP3, spec 1.11 step 3)."""
-    from alreid.clustering.jaccard import jaccard_distance
-    from alreid.clustering.views import dbscan_labels, singletonize
+def eps_from_density(dist: Any, rho: float) -> float:
+    """MMT/SSG's data-driven DBSCAN radius: the mean of the ``rho`` fraction of smallest distances over
+    all pairs i < j of a sparse Jaccard matrix (an absent entry is distance 1)."""
+    import scipy.sparse as sp
 
+    n = dist.shape[0]
+    total = n * (n - 1) // 2
+    if total == 0:
+        return 0.6
+    top = max(1, int(round(rho * total)))
+    upper = sp.triu(sp.coo_matrix(dist), k=1)
+    vals = np.sort(np.asarray(upper.data, dtype=np.float64))[:top]
+    if len(vals) < top:
+        vals = np.concatenate([vals, np.ones(top - len(vals))])
+    return float(vals.mean())
+
+
+def spcl_pseudo_labels(features: np.ndarray, refine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None, *,
+                       eps: float | str = 0.6, eps_gap: float = 0.02, min_samples: int = 4, k1: int = 30,
+                       k2: int = 6, indep_thres: float | None = None, refine_all: bool = True,
+                       protect: np.ndarray | None = None, eps_rho: float = 1.6e-3
+                       ) -> tuple[np.ndarray, float | None, dict]:
+    """One epoch's pseudo-labels from memory features (spec 4.4 steps 1-3 with NP3, spec 1.11 step 3);
+    ``eps="auto"``: :func:`eps_from_density` of this Jaccard matrix (``stats["eps"]`` says which)."""
     t0 = time.perf_counter()
     dist = jaccard_distance(features, k1, k2)
+    if eps == "auto":
+        eps = max(eps_from_density(dist, eps_rho), 2 * eps_gap)
     labelings = {}
     for key, e in (("main", eps), ("tight", eps - eps_gap), ("loose", eps + eps_gap)):
         labels, _ = singletonize(dbscan_labels(dist, eps=e, min_samples=min_samples))
@@ -97,6 +122,7 @@ def spcl_pseudo_labels(features: np.ndarray, refine: Callable[[np.ndarray, np.nd
     out, thres, stats = reliable_labels(labelings["main"], labelings["tight"], labelings["loose"], indep_thres,
                                         protect=protect)
     stats["seconds_clustering"] = time.perf_counter() - t0
+    stats["eps"] = float(eps)
     return out, thres, stats
 
 
@@ -107,13 +133,20 @@ class SpCLTrainer(ImageTrainer):
     description = "SpCL: hybrid memory + self-paced DBSCAN pseudo-labels refined by NP3 (images; GPU or CPU)"
 
     param_defaults = {**ImageTrainer.param_defaults, "eps": 0.6, "eps_gap": 0.02, "min_samples": 4, "k1": 30,
-                      "k2": 6, "refine_all": True, "protect_constrained": False}
+                      "k2": 6, "refine_all": True, "protect_constrained": False, "eps_rho": 1.6e-3}
 
     def validate_params(self) -> None:
         super().validate_params()
         owner = f"trainer {self.name!r}"
-        check_range(owner, "eps", self.eps, 0, 1, lo_open=True)
-        check_range(owner, "eps_gap", self.eps_gap, 0, self.eps, hi_open=True)
+        if self.eps != "auto":
+            if isinstance(self.eps, str):
+                from alreid.errors import ConfigError
+
+                raise ConfigError(f"{owner} parameter eps must be a number in (0, 1] or 'auto' (from the start "
+                                  f"features' pairwise distances, see eps_rho); got {self.eps!r}")
+            check_range(owner, "eps", self.eps, 0, 1, lo_open=True)
+        check_range(owner, "eps_gap", self.eps_gap, 0, 1 if self.eps == "auto" else self.eps, hi_open=True)
+        check_range(owner, "eps_rho", self.eps_rho, 0, 1, lo_open=True)
         check_range(owner, "min_samples", self.min_samples, 1, integer=True)
         check_range(owner, "k1", self.k1, 2, integer=True)
         check_range(owner, "k2", self.k2, 1, integer=True)
@@ -121,6 +154,7 @@ class SpCLTrainer(ImageTrainer):
     def setup_extra(self) -> None:
         self.memory_: torch.Tensor | None = None  # (n_train, d) features of the training pool
         self.indep_thres_: float | None = None
+        self.eps_: float | None = None  # the DBSCAN radius in use ("auto": fixed at the first epoch)
 
     # labels -------------------------------------------------------------------------------------
     def epoch_labels(self, inp: CycleInput) -> tuple[np.ndarray, dict]:
@@ -132,10 +166,13 @@ class SpCLTrainer(ImageTrainer):
                 protect[np.asarray(ml).ravel()] = True
         feats = self.memory_.detach().cpu().numpy()
         labels, thres, stats = spcl_pseudo_labels(
-            feats, inp.refine, eps=self.eps, eps_gap=self.eps_gap, min_samples=self.min_samples, k1=self.k1,
-            k2=self.k2, indep_thres=self.indep_thres_, refine_all=self.refine_all, protect=protect)
+            feats, inp.refine, eps=self.eps_ if self.eps_ is not None else self.eps, eps_gap=self.eps_gap,
+            min_samples=self.min_samples, k1=self.k1, k2=self.k2, indep_thres=self.indep_thres_,
+            refine_all=self.refine_all, protect=protect, eps_rho=self.eps_rho)
         if self.indep_thres_ is None:
             self.indep_thres_ = thres
+        if self.eps_ is None:
+            self.eps_ = stats["eps"]
         return labels, stats
 
     def sampling_features(self, train_idx: np.ndarray) -> np.ndarray:
@@ -181,9 +218,10 @@ class SpCLTrainer(ImageTrainer):
 
     def extra_state(self) -> dict[str, Any]:
         return {"memory": None if self.memory_ is None else self.memory_.detach().cpu(),
-                "indep_thres": self.indep_thres_}
+                "indep_thres": self.indep_thres_, "eps": self.eps_}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         mem = state.get("memory")
         self.memory_ = None if mem is None else mem.to(self.device_)
         self.indep_thres_ = state.get("indep_thres")
+        self.eps_ = state.get("eps")

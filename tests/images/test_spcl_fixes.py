@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 import numpy as np
 import pytest
 
 from alreid.cli import main as cli_main
-from alreid.commands.run import trial_config_from_args
 from alreid.errors import ConfigError
 from alreid.trainers.clustercontrast import ClusterContrastTrainer
 from alreid.trainers.spcl import SpCLTrainer
@@ -43,12 +44,9 @@ def test_run_command_has_an_iters_flag():
 
     p = argparse.ArgumentParser()
     add_trial_arguments(p)
-    cfg = trial_config_from_args(p.parse_args(["--trainer", "spcl", "--iters", "one_pass", "--epochs", "4",
-                                               "--al-every", "2"]))
-    assert cfg.trainer_params["iters"] == "one_pass" and cfg.cycles == 2
-    cfg = trial_config_from_args(p.parse_args(["--trainer", "spcl", "--iters", "120"]))
-    assert cfg.trainer_params["iters"] == 120
-    assert "iters" not in trial_config_from_args(p.parse_args(["--trainer", "spcl"])).trainer_params
+    assert p.parse_args(["--iters", "one_pass"]).tp_iters == "one_pass"
+    assert p.parse_args(["--iters", "120"]).tp_iters == 120
+    assert p.parse_args([]).tp_iters is None  # not given: the trainer's official default
 
 
 def test_run_command_rejects_a_bad_iters_value(capsys):
@@ -56,3 +54,65 @@ def test_run_command_rejects_a_bad_iters_value(capsys):
         cli_main(["run", "--trainer", "spcl", "--iters", "lots"])
     assert exc.value.code == 2
     assert "one_pass" in capsys.readouterr().err
+
+
+# issue 17: eps from the start features (eps="auto"), an option; SpCL's 0.6 stays the default ---------------
+def test_eps_from_density_is_the_mean_of_the_smallest_pair_distances():
+    import scipy.sparse as sp
+
+    from alreid.trainers.spcl import eps_from_density
+
+    # 4 items, 6 pairs; stored upper distances 0.1 (0-1), 0.3 (2-3), 0.5 (0-2); the other 3 pairs absent = 1
+    d = np.zeros((4, 4), np.float32)
+    for (i, j), v in {(0, 1): 0.1, (2, 3): 0.3, (0, 2): 0.5}.items():
+        d[i, j] = d[j, i] = v
+    dist = sp.csr_matrix(d)
+    assert eps_from_density(dist, 2 / 6) == pytest.approx((0.1 + 0.3) / 2)
+    assert eps_from_density(dist, 3 / 6) == pytest.approx((0.1 + 0.3 + 0.5) / 3)
+    assert eps_from_density(dist, 5 / 6) == pytest.approx((0.1 + 0.3 + 0.5 + 1 + 1) / 5)  # absent pairs = 1
+    exact_zero = sp.csr_matrix(([0.0, 0.0, 0.4, 0.4], ([0, 1, 0, 2], [1, 0, 2, 0])), shape=(3, 3))
+    assert eps_from_density(exact_zero, 1 / 3) == pytest.approx(0.0)  # an explicit 0 is a distance, not absence
+
+
+def _chain(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Tight groups of 5 laid along a smooth path: a density-connected chain at a loose radius."""
+    rng = np.random.default_rng(seed)
+    centres = np.cumsum(rng.normal(0, 0.35, size=(40, 32)), axis=0)
+    x = np.repeat(centres, 5, axis=0) + rng.normal(0, 0.08, size=(200, 32))
+    return x.astype(np.float32), np.repeat(np.arange(40), 5)
+
+
+def test_auto_eps_uses_and_reports_the_start_distances():
+    from alreid.clustering.jaccard import jaccard_distance
+    from alreid.trainers.spcl import eps_from_density, spcl_pseudo_labels
+
+    x, _ = _chain()
+    want = eps_from_density(jaccard_distance(x, 30, 6), 1.6e-3)
+    _, _, stats = spcl_pseudo_labels(x, None, eps="auto")
+    assert stats["eps"] == pytest.approx(max(want, 2 * 0.02)) and want < 0.6  # tight radius stays > 0
+    _, _, fixed = spcl_pseudo_labels(x, None, eps=0.6)
+    assert fixed["eps"] == 0.6
+
+
+def test_auto_eps_is_fixed_at_the_first_epoch_and_checkpointed(tmp_path):
+    from alreid.constraints import ConstraintStore
+    from alreid.trainers.base import CycleInput
+
+    x, _ = _chain()
+    t = SpCLTrainer(eps="auto")
+    t.validate_params()
+    t.setup_extra()
+    t.memory_ = torch.as_tensor(x)
+    inp = CycleInput(cycle=1, seed=0, train_idx=np.arange(len(x)), pseudo_labels=np.arange(len(x)),
+                     constraints=ConstraintStore(len(x)), refine=None)
+    _, first = t.epoch_labels(inp)
+    t.memory_ = torch.as_tensor(x + np.random.default_rng(1).normal(0, 0.3, x.shape).astype(np.float32))
+    _, second = t.epoch_labels(inp)
+    assert second["eps"] == first["eps"] == t.eps_
+    assert t.extra_state()["eps"] == t.eps_
+
+
+@pytest.mark.parametrize("bad", ["loose", -0.1, 1.5])
+def test_bad_eps_names_auto(bad):
+    with pytest.raises(ConfigError, match="eps"):
+        SpCLTrainer(eps=bad).validate_params()
