@@ -13,6 +13,7 @@ later logs exactly what MLflow lacks (runs, metric steps, artifacts, final statu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -94,6 +95,28 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _notes_failure(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Remember that a call to the server failed, so that :meth:`Tracker.finish` catches up."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Tracker", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            self.failed = True
+            raise
+
+    return wrapper
+
+
+def trial_params(spec: dict[str, Any]) -> dict[str, str]:
+    """A trial run's params: its label and every setting, defaults included, so each run says what it ran."""
+    trial = dict(spec["trial"])
+    for name, full in (spec.get("hyper") or {}).items():
+        trial[name] = {**full, **trial.get(name, {})}
+    return {"label": spec["label"], **flatten_params(trial)}
+
+
 class Tracker:
     """Driver-side MLflow logger of one benchmark (see the module docstring)."""
 
@@ -120,6 +143,7 @@ class Tracker:
         self._open: set[str] = set()
         self.flush_every_s = flush_every_s
         self.tags = code_version()
+        self.failed = False  # a call to the server failed: finish() syncs from records.parquet
 
     # experiment and parent run -------------------------------------------------------------------
     def _artifact_location(self) -> str | None:
@@ -186,6 +210,7 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i:i + 100])
 
     # trial runs ---------------------------------------------------------------------------------
+    @_notes_failure
     def trial_run(self, spec: dict[str, Any], ray_trial_id: str = "") -> str:
         """The trial's run, created on first use and reused on retry or resume."""
         key = spec["key"]
@@ -200,11 +225,7 @@ class Tracker:
                     "alreid.label": spec["label"], "ray.trial_id": ray_trial_id}
             run = self.client.create_run(self.experiment_id, run_name=key, tags=tags)
             run_id = run.info.run_id
-            trial = dict(spec["trial"])
-            for name, full in (spec.get("hyper") or {}).items():
-                trial[name] = {**full, **trial.get(name, {})}  # defaults too, so every run says what it ran
-            params = {"label": spec["label"], **flatten_params(trial)}
-            self._log_params(run_id, params)
+            self._log_params(run_id, trial_params(spec))
             self.runs[key] = run_id
             self._logged[run_id] = set()
             self._open.add(run_id)
@@ -225,6 +246,7 @@ class Tracker:
         if time.monotonic() - self._last_flush[key] >= self.flush_every_s:
             self.flush(spec, ray_trial_id)
 
+    @_notes_failure
     def flush(self, spec: dict[str, Any], ray_trial_id: str = "") -> None:
         from mlflow.entities import Metric
 
@@ -245,6 +267,7 @@ class Tracker:
         for i in range(0, len(metrics), _BATCH):
             self.client.log_batch(run_id, metrics=metrics[i:i + _BATCH])
 
+    @_notes_failure
     def finish_trial(self, spec: dict[str, Any], *, status: str, ray_trial_id: str = "",
                      records: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None,
                      error: str | None = None) -> None:
@@ -272,6 +295,7 @@ class Tracker:
         self._open.discard(run_id)
 
     # benchmark end ------------------------------------------------------------------------------
+    @_notes_failure
     def interrupt(self, specs: Iterable[dict[str, Any]]) -> None:
         """Flush what is buffered and mark open runs KILLED; ``--resume`` reopens them."""
         for spec in specs:
@@ -283,6 +307,7 @@ class Tracker:
         if self.parent_id:
             self.client.set_terminated(self.parent_id, status="KILLED")
 
+    @_notes_failure
     def log_report(self, report: Any) -> None:
         """Tables and figures as artifacts of the parent run; each p-value as a parent metric."""
         from mlflow.entities import Metric
@@ -298,13 +323,17 @@ class Tracker:
         self.client.log_artifact(self.parent_id, str(path))
 
     def finish(self, status: str = "FINISHED", out: Callable[[str], None] = print) -> None:
-        """Close the parent run; an unreachable server is reported (with the command that catches up)."""
+        """Close the parent run. After a failed call (the server was down for a while), first log what
+        MLflow missed from records.parquet; if the server is still away, say which command catches up."""
         if not self.parent_id:
             return
         try:
+            if self.failed:
+                sync_results(self.dir, self.uri, out=out)
+                self.failed = False
             self.client.set_terminated(self.parent_id, status=status)
         except Exception as exc:  # noqa: BLE001 - records.parquet is complete; MLflow can catch up later
-            out(f"warning: could not close the MLflow parent run ({type(exc).__name__}); when the server is back, "
+            out(f"warning: MLflow is still not up to date ({type(exc).__name__}); when the server is back, "
                 f"run: alreid table {self.dir} --sync-mlflow")
 
 
@@ -314,19 +343,22 @@ class SyncSummary:
     """What :func:`sync_results` had to add to MLflow (all zero: already in sync)."""
 
     runs_created: int = 0
+    params_logged: int = 0
     metrics_logged: int = 0
     artifacts_logged: int = 0
     statuses_set: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.runs_created or self.metrics_logged or self.artifacts_logged or self.statuses_set)
+        return bool(self.runs_created or self.params_logged or self.metrics_logged or self.artifacts_logged
+                    or self.statuses_set)
 
     def line(self, uri: str) -> str:
         if not self.changed:
             return f"MLflow at {uri} already matches records.parquet; nothing to log"
         return (f"MLflow at {uri} synced from records.parquet: {self.runs_created} run(s) created, "
-                f"{self.metrics_logged} metric value(s), {self.artifacts_logged} artifact(s) logged, "
+                f"{self.params_logged} param(s), {self.metrics_logged} metric value(s), "
+                f"{self.artifacts_logged} artifact(s) logged, "
                 f"{self.statuses_set} run status(es) set")
 
 
@@ -414,6 +446,11 @@ def sync_results(results_dir: str | Path, tracking_uri: str | None = None, *,
         if run_id is None:  # trial_run would also reopen an existing run (RUNNING): only call it to create
             run_id = tracker.trial_run(spec, str(rows["trial_id"].iloc[0]) if "trial_id" in rows else "")
             summary.runs_created += 1
+        have_params = client.get_run(run_id).data.params
+        missing_params = {k: v for k, v in trial_params(spec).items() if k not in have_params}
+        if missing_params:  # a run created just before the server went away
+            tracker._log_params(run_id, missing_params)
+            summary.params_logged += len(missing_params)
         wanted: dict[str, dict[int, float]] = {}
         for rec in rows.to_dict("records"):
             for k, v in record_metrics(rec).items():

@@ -234,3 +234,42 @@ def test_sync_to_a_new_server_and_cli_errors(tmp_path, uri, capsys):
     assert cli_main(["table", str(res), "--sync-mlflow"]) == 0  # the URI is remembered in mlflow.json
     assert "nothing to log" in capsys.readouterr().out and snapshot(client, exp.experiment_id) == state
     assert len(records) == 6
+
+
+def test_finish_logs_what_an_outage_kept_out_once_the_server_is_back(tmp_path, uri, capsys):
+    res = tmp_path / "res"
+    records = write_results(res, [0, 1], cycles=2)
+    tr = Tracker(uri, "exp", res, flush_every_s=3600)
+    parent = tr.start(run_name="exp", params={}, resume=False)
+    s0 = spec_for(0)
+    back = tr.client.log_batch
+
+    def down(*args, **kwargs):
+        raise ConnectionError("tracking server down")
+
+    tr.client.log_batch = down  # the run is created, then its params and metrics cannot be sent
+    tr.add_cycle(s0, records[(records.seed == 0) & (records.cycle == 0)].iloc[0].to_dict())
+    with pytest.raises(ConnectionError):
+        tr.finish_trial(s0, status="FINISHED", records=records[records.seed == 0])
+    assert tr.failed  # the driver's sink switches tracking off here; trial 1 is never sent
+    import alreid.harness.tracking as tracking
+
+    real_sync = tracking.sync_results
+    tracking.sync_results = down  # still down at the end: a warning naming the command, no exception
+    try:
+        tr.finish("FINISHED")
+    finally:
+        tracking.sync_results = real_sync
+    assert "--sync-mlflow" in capsys.readouterr().out and tr.failed
+    client = MlflowClient(uri)
+    assert client.get_run(parent).info.status == "RUNNING"
+    tr.client.log_batch = back  # the server is back by the end of the benchmark
+    tr.finish("FINISHED")
+    assert "synced from records.parquet" in capsys.readouterr().out and not tr.failed
+    runs = {r.data.tags["alreid.trial_key"]: r for r in client.search_runs(
+        [tr.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")}
+    assert sorted(runs) == [spec_for(0)["key"], spec_for(1)["key"]]
+    for s, run in ((0, runs[s0["key"]]), (1, runs[spec_for(1)["key"]])):
+        assert run.info.status == "FINISHED" and steps(client, run.info.run_id) == [0, 1, 2]
+        assert run.data.params["params.epsilon"] == "0.4"  # the params the outage kept out, too
+    assert client.get_run(parent).info.status == "FINISHED"
