@@ -10,8 +10,9 @@ import pytest
 
 from alreid.errors import AlreidError
 from alreid.evaluation.protocol import build_protocol, central, evaluate_protocol, kmedoids
+from tests.images.helpers import SHARED
 
-NYALA = Path("/work/shared/data/nyala")
+NYALA = SHARED / "nyala"  # ../shared beside the repository (the path helper of every real-data test)
 
 
 def make_data(seed=0, n_ids=40, dim=8):
@@ -189,7 +190,7 @@ def brute_force_map(feats, q_rows, g_rows, ids):
 
 def test_nyala_frozen_features_map_matches_brute_force():
     if not (NYALA / "metadata.csv").exists():
-        pytest.skip(f"NyalaData not available at {NYALA} (real-data check only)")
+        pytest.skip(f"{NYALA} is absent (shared real data not checked out on this machine)")
     from alreid.datasets.splits import resolve_split
 
     meta = pd.read_csv(NYALA / "metadata.csv")
