@@ -236,7 +236,8 @@ class ActiveLearningLoop:
     **settings
         Any other :class:`alreid.harness.settings.TrialConfig` field: ``clustering`` (a dict, or a method
         name such as ``"cosine"``), ``protocol`` (``{"split_seed": 1, "camera_column": "encounter"}``),
-        ``np3``, ``budget_rounding``. Unknown names are a :class:`ConfigError`.
+        ``oracle`` (``"simulated"`` or ``"replay:FILE"``, answers exported by ``alreid annotate``), ``np3``,
+        ``budget_rounding``. Unknown names are a :class:`ConfigError`.
 
     Attributes
     ----------
@@ -462,11 +463,24 @@ class ActiveLearningLoop:
         self.trial.answer(arr, values)
 
     def oracle_answers(self, pairs: Any) -> "np.ndarray":
-        """The simulated annotator's answers (from the ground-truth identities) to ``pairs``.
+        """The trial's oracle's answers to ``pairs``: the simulated annotator (ground-truth identities, with
+        ``oracle_error_rate``), or the file of ``oracle="replay:FILE"``.
 
-        Every pair counts as asked: the simulator refuses to answer a pair twice.
+        Every pair counts as asked: the oracle refuses to answer a pair twice. (A replayed "not sure" comes
+        back as an answer here; :meth:`ask_oracle` leaves such pairs out, as ``alreid run`` does.)
+
+        Raises
+        ------
+        AlreidError
+            The dataset has no identities to simulate answers from.
         """
-        return self.trial.oracle.query(self._pairs_array(pairs))
+        from alreid.oracle import SimulatedOracle
+
+        arr = self._pairs_array(pairs)
+        if len(arr) and not getattr(self.trial, "evaluates", True) and isinstance(self.trial.oracle, SimulatedOracle):
+            raise AlreidError(f"dataset {self.dataset.name!r} has no identities to simulate answers from; give your "
+                              f"own answers with loop.answer(pairs, answers), or pass oracle='replay:FILE'")
+        return self.trial.oracle.query(arr)
 
     def ask_oracle(self) -> None:
         """Answer the current cycle's pairs with the simulated annotator."""

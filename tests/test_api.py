@@ -228,3 +228,20 @@ def test_alreid_bench_gives_the_records_of_run_benchmark_and_of_run_trial(tmp_pa
     for (method, seed), rows in cli.groupby(["method", "seed"]):
         alone = strip(alreid.run_trial(SMALL, method=method, seed=int(seed), cycles=1, progress=False, **FAST))
         pd.testing.assert_frame_equal(as_json(strip(rows)[alone.columns]), as_json(alone))
+
+
+def test_without_identities_the_loop_takes_a_persons_answers_only():
+    """Unlabelled data (every identity 'unknown'): no simulator to ask, but a person's answers train the model."""
+    from alreid.datasets.base import ReidDataset
+
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame({"image_id": range(120), "identity": "unknown", "path": [f"img{i}.jpg" for i in range(120)]})
+    ds = ReidDataset("unlabelled", meta, rng.standard_normal((120, 16)).astype(np.float32))
+    loop = alreid.ActiveLearningLoop(ds, sampler="random", cycles=1, budget_pairs=5, trainer_params={"iters": 5})
+    pairs = loop.next_pairs()
+    assert len(pairs) == 5 and pairs.path_u.tolist() == [f"img{r}.jpg" for r in pairs.row_u]
+    with pytest.raises(AlreidError, match="no identities to simulate"):
+        loop.oracle_answers(pairs)
+    loop.answer(pairs, [True, False, False, False, False])
+    rec = loop.train_and_evaluate()
+    assert rec["cycle"] == 1 and rec["pairs_asked"] == 5 and loop.answers["same"].tolist() == [True] + [False] * 4
