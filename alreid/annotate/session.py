@@ -469,7 +469,7 @@ class Session:
                                     "training": "the next cycle is already being trained",
                                     "finished": f"all {self.cfg.cycles} cycles are done"}.get(state, state))
             self.training = {"running": True, "stage": "starting", "fraction": 0.0, "error": None,
-                             "cycle": self.cycle}
+                             "cycle": self.cycle, "started": time.time()}
             self._thread = threading.Thread(target=self._train, name="alreid-next-cycle", daemon=True)
             self._thread.start()
         if wait:

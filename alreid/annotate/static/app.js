@@ -103,7 +103,9 @@ function showStatus(s) {
     (s.state === "batch_done" ? `The batch of cycle ${s.cycle} is done. Next cycle refines the clusters with your answers, trains, and picks new pairs.` : "");
   $("train-bar").hidden = s.state !== "training";
   $("train-fill").style.width = `${(100 * (t.fraction || 0)).toFixed(0)}%`;
-  $("train-text").textContent = t.error ? `Training failed: ${t.error}` : (s.state === "training" ? t.stage : "");
+  const elapsed = t.started ? ` (${Math.max(0, Date.now() / 1000 - t.started).toFixed(0)} s)` : "";
+  $("train-text").textContent = t.error ? `Training failed: ${t.error}` : (s.state === "training" ? t.stage + elapsed : "");
+  $("annotator").parentElement.hidden = s.read_only;
   const msg = $("message");
   const texts = {
     waiting: "Every remaining pair is being answered by someone else; new ones appear when their leases end.",
