@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from alreid.datasets.base import UNKNOWN_IDENTITY
 from alreid.errors import AlreidError
 
 if TYPE_CHECKING:
@@ -34,6 +35,14 @@ def _pair_uniform(lo: np.ndarray, hi: np.ndarray, seed: int) -> np.ndarray:
         h = _splitmix64(lo.astype(np.uint64) * np.uint64(0x100000001B3) ^ hi.astype(np.uint64))
         h = _splitmix64(h ^ np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF))
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def oracle_identities(identities: np.ndarray) -> np.ndarray:
+    """Identities as the simulated annotator sees them: every 'unknown' image is its own individual."""
+    ids = np.asarray(identities).astype(object).copy()
+    unknown = np.flatnonzero(ids == UNKNOWN_IDENTITY)
+    ids[unknown] = [f"__unknown_{i}" for i in unknown]
+    return ids
 
 
 class SimulatedOracle:

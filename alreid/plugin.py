@@ -116,3 +116,10 @@ def check_range(owner: str, name: str, value: Any, lo: float | None = None, hi: 
         rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
         what = "an integer" if integer else "a number"
         raise ConfigError(f"{owner} parameter {name} must be {what} in {rng}; got {value!r}")
+
+
+def check_choice(owner: str, name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """ConfigError naming the owner, the parameter, the allowed values and the received one."""
+    if not any(value == c and type(value) is type(c) for c in choices):
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{owner} parameter {name} must be one of {allowed}; got {value!r}")

@@ -1,9 +1,10 @@
 """Time and memory of one full sampling cycle on synthetic clustered embeddings.
 
-Stages, as the trial loop runs them: k-NN (the neighbour cache, k=32), sparse Jaccard (k1=30, k2=6),
-DBSCAN (eps 0.6, min_samples 4), FINCH level 0 (initial_rank from the same k-NN), NP3 of both views
-with a few hundred consistent constraints, and the AAS draw when the "aas" sampler imports (it
-recomputes its own FINCH and NP3 internally). Every size runs in a fresh subprocess so its peak RSS
+Stages, as the trial loop runs them (through its context builder, ``build_context``): k-NN (the
+neighbour cache, k=32), sparse Jaccard (k1=30, k2=6), DBSCAN (eps 0.6, min_samples 4), FINCH level 0
+(initial_rank from the same k-NN), the context with a few hundred consistent answers (DBSCAN again
+plus NP3 of its labels), NP3 of the FINCH view, and the AAS draw when the "aas" sampler imports (it
+recomputes its own FINCH and NP3 of view B internally). Every size runs in a fresh subprocess so its peak RSS
 is its own. For the wide (d=2048) cases the cycle time is also divided by the time of ONE exact
 faiss k-NN search with k=30 of the same features.
 
@@ -103,12 +104,12 @@ def consistent_constraints(ids: np.ndarray, labels: np.ndarray, m: int, rng: np.
 # one size ----------------------------------------------------------------------------------------
 def run_one(n: int, dim: int, *, n_constraints: int, index: str, seed: int, reference_knn: bool,
             aas: bool) -> dict[str, Any]:
-    from alreid.clustering.jaccard import jaccard_distance
     from alreid.clustering.knn import knn_search
     from alreid.clustering.np3 import np3
-    from alreid.clustering.views import dbscan_labels, finch_labels, singletonize
+    from alreid.clustering.settings import ClusteringSettings
+    from alreid.clustering.views import finch_labels
     from alreid.constraints import ConstraintStore
-    from alreid.samplers.base import NeighbourCache, SamplingContext
+    from alreid.samplers.base import NeighbourCache, build_context
 
     import warnings
 
@@ -141,20 +142,24 @@ def run_one(n: int, dim: int, *, n_constraints: int, index: str, seed: int, refe
         out["reference_knn30_peak_gib"] = mem.peak / GIB
         print(f"  [{n} x {dim}] reference exact k-NN (k=30) {out['reference_knn30_s']:.2f} s", flush=True)
 
+    settings = ClusteringSettings(k1=30, k2=6, eps=0.6, min_samples=4, knn_index=index)
     cache = NeighbourCache(x, index=index)
-    sims, idx = stage("knn (k=32)", lambda: cache.knn(32))
-    dist = stage("jaccard (k1=30,k2=6)", lambda: jaccard_distance(x, 30, 6, knn=(sims, idx), index=index))
-    cache.get(("jaccard", 30, 6), lambda: dist)
-    raw = stage("dbscan (eps=0.6)", lambda: dbscan_labels(dist, eps=0.6, min_samples=4))
-    labels, outliers = singletonize(raw)
+    _, idx = stage("knn (k=32)", lambda: cache.knn(32))
+    dist = stage("jaccard (k1=30,k2=6)", lambda: cache.jaccard(30, 6))
+    # the trial's context builder; with no answers yet it is the base clustering alone
+    ctx0 = stage("dbscan (eps=0.6)", lambda: build_context(x, ConstraintStore(n), settings, neighbours=cache))
+    labels, outliers = ctx0.base_labels, ctx0.outliers
     finch = stage("finch level 0", lambda: finch_labels(x, level=0, initial_rank=idx))
     cons = consistent_constraints(ids, labels, n_constraints, rng)
     ml, cl = cons[cons[:, 2] == 1, :2], cons[cons[:, 2] == 0, :2]
-    a = stage("np3 (dbscan view)", lambda: np3(labels, ml, cl, x))
+    store = ConstraintStore(n)
+    store.add_many(cons[:, :2], cons[:, 2].astype(bool))
+    ctx = stage("context with answers", lambda: build_context(x, store, settings, neighbours=cache, refine="np3"))
     stage("np3 (finch view)", lambda: np3(finch, ml, cl, x))
-    out.update(jaccard_nnz_per_row=dist.nnz / n, dbscan_clusters=int(len(np.unique(raw[raw >= 0]))),
+    raw_clusters = int(len(np.unique(labels[~outliers])))
+    out.update(jaccard_nnz_per_row=dist.nnz / n, dbscan_clusters=raw_clusters,
                outliers=int(outliers.sum()), finch_clusters=int(len(np.unique(finch))), n_ml=len(ml),
-               n_cl=len(cl), np3_clusters=int(len(np.unique(a))), base_clusters=int(labels.max()) + 1)
+               n_cl=len(cl), np3_clusters=int(len(np.unique(ctx.labels))), base_clusters=int(labels.max()) + 1)
     if aas:
         from alreid.errors import UnknownPluginError
         from alreid.registry import SAMPLERS
@@ -165,12 +170,6 @@ def run_one(n: int, dim: int, *, n_constraints: int, index: str, seed: int, refe
             out["aas"] = f"skipped: {exc}"
             print(f"  [{n} x {dim}] AAS draw skipped ({exc})", flush=True)
         else:
-            store = ConstraintStore(n)
-            store.add_many(cons[:, :2], cons[:, 2].astype(bool))
-            ctx = SamplingContext(features=x, labels=labels, outliers=outliers, constraints=store,
-                                  neighbours=cache, cycle=1,
-                                  extras={"clustering": {"method": "jaccard", "k1": 30, "k2": 6, "eps": 0.6,
-                                                         "min_samples": 4, "knn_index": index}})
             budget = int(np.ceil(2e-4 * n * (n - 1) / 2))
             pairs = stage("aas select", lambda: sampler_cls().select(ctx, budget, np.random.default_rng(seed)))
             out["aas"] = {"budget": budget, "pairs": int(len(pairs))}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrent", type=int, default=None, metavar="N", help="run at most N trials at a time")
     p.add_argument("--smoke-test", action="store_true",
                    help="1 seed, at most 2 cycles (and 2 values per sweep axis); results go to <name>-smoke")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the config and print the planned trials; start nothing (no Ray, no MLflow)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +52,58 @@ def _parent_params(plan: Any) -> dict[str, Any]:
             "trainer": cfg.trainer, "n_trials": len(plan.trials), "sweep": plan.sweep, "smoke_test": plan.smoke}
 
 
+def print_plan(plan: Any, out: Any = print) -> None:
+    """One line per planned trial: dataset, row label, trainer, seed and the settings that vary."""
+    trials = plan.trials
+    keys = ("cycles", "budget_fraction", "budget_pairs", "oracle_error_rate", "refine", "oracle")
+    varying = [k for k in keys if len({json.dumps(t.trial.get(k), default=str) for t in trials}) > 1]
+    shown = ["cycles", "budget_fraction"] + [k for k in varying if k not in ("cycles", "budget_fraction")]
+    out(f"{plan.config.name}: {len(trials)} trials ({len(plan.labels)} rows x {len(plan.config.datasets)} datasets "
+        f"x {len(plan.config.seed_list())} seeds); results would go to {plan.results_dir}")
+    rows = [["dataset", "row", "trainer", "seed", *shown]]
+    for t in trials:
+        rows.append([t.dataset, t.label, t.trial["trainer"], str(t.seed), *(str(t.trial.get(k)) for k in shown)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _start_tracker(args: argparse.Namespace, plan: Any, resume: bool) -> Any:
+    """The MLflow tracker of this run (None with --no-mlflow); an unusable MLflow is one clear error."""
+    if args.no_mlflow:
+        return None
+    from alreid.errors import AlreidError
+    from alreid.harness.tracking import Tracker
+
+    cfg = plan.config
+    uri = cfg.resolved_tracking_uri()
+    try:
+        tracker = Tracker(uri, cfg.mlflow_experiment or cfg.name, plan.results_dir)
+        tracker.start(run_name=cfg.name, params=_parent_params(plan), resume=resume)
+    except Exception as exc:  # noqa: BLE001 - unreachable server, bad URI, locked database
+        raise AlreidError(f"cannot use MLflow at {uri}: {type(exc).__name__}: {exc} "
+                          f"(check --tracking-uri, or pass --no-mlflow)") from None
+    print(f"MLflow: experiment {tracker.experiment_name!r} at {uri} (parent run {tracker.parent_id})")
+    return tracker
+
+
+def _report(plan: Any, tracker: Any) -> None:
+    """Tables, tests and plots of every finished trial, printed and written (and logged to MLflow)."""
+    from alreid.harness.tables import load_records, print_report, write_report
+
+    cfg = plan.config
+    report = write_report(load_records(plan.results_dir), plan.results_dir / "report", reference=cfg.reference,
+                          metric=cfg.metric)
+    print()
+    print_report(report)
+    print(f"\nrecords: {plan.results_dir / 'records.parquet'}\nreport:  {report.out_dir}")
+    if tracker is not None:
+        try:
+            tracker.log_report(report)
+        except Exception as exc:  # noqa: BLE001 - the report on disk is what matters
+            print(f"warning: could not log the report to MLflow: {exc}")
+
+
 def main(args: argparse.Namespace) -> int:
     from alreid.errors import ConfigError
     from alreid.harness.experiment import check_local_datasets, load_plan
@@ -60,24 +115,14 @@ def main(args: argparse.Namespace) -> int:
     cfg = plan.config
     if args.address is None:
         check_local_datasets(plan)
+    if getattr(args, "dry_run", False):
+        print_plan(plan)
+        return 0
 
     from alreid.harness import tune_runner
 
     resume = tune_runner.prepare_results(plan, resume=args.resume, overwrite=args.overwrite)
-    tracker = None
-    if not args.no_mlflow:
-        from alreid.harness.tracking import Tracker
-
-        uri = cfg.resolved_tracking_uri()
-        try:
-            tracker = Tracker(uri, cfg.mlflow_experiment or cfg.name, plan.results_dir)
-            tracker.start(run_name=cfg.name, params=_parent_params(plan), resume=resume)
-        except Exception as exc:  # noqa: BLE001 - unreachable server, bad URI, locked database
-            from alreid.errors import AlreidError
-
-            raise AlreidError(f"cannot use MLflow at {uri}: {type(exc).__name__}: {exc} "
-                              f"(check --tracking-uri, or pass --no-mlflow)") from None
-        print(f"MLflow: experiment {tracker.experiment_name!r} at {uri} (parent run {tracker.parent_id})")
+    tracker = _start_tracker(args, plan, resume)
     try:
         outcome = tune_runner.run_benchmark(plan, resume=resume, tracker=tracker, address=args.address,
                                             max_concurrent=args.max_concurrent)
@@ -91,26 +136,10 @@ def main(args: argparse.Namespace) -> int:
         return 130
     print(f"{len(outcome.finished)} of {len(plan.trials)} trials finished in {outcome.seconds:.0f} s"
           + (f"; {len(outcome.errors)} failed" if outcome.errors else ""))
-    status = "FAILED" if outcome.errors else "FINISHED"
     if outcome.finished:
-        from alreid.harness.tables import load_records, render_terminal_table, write_report
-
-        records = load_records(plan.results_dir)
-        report = write_report(records, plan.results_dir / "report", reference=cfg.reference, metric=cfg.metric)
-        print()
-        print(render_terminal_table(report.summary))
-        for note in report.notes:
-            print(f"note: {note}")
-        if report.pvalues:
-            print("p-values: " + ", ".join(f"{k}={v:.3g}" for k, v in report.pvalues.items()))
-        print(f"\nrecords: {plan.results_dir / 'records.parquet'}\nreport:  {report.out_dir}")
-        if tracker is not None:
-            try:
-                tracker.log_report(report)
-            except Exception as exc:  # noqa: BLE001 - the report on disk is what matters
-                print(f"warning: could not log the report to MLflow: {exc}")
+        _report(plan, tracker)
     if tracker is not None:
-        tracker.finish(status)
+        tracker.finish("FAILED" if outcome.errors else "FINISHED")
     if outcome.errors:
         print(f"{len(outcome.errors)} trial(s) failed after {cfg.max_failures} retries:")
         for key, msg in outcome.errors.items():

@@ -34,17 +34,13 @@ def _experiment_defaults(results: Path) -> tuple[str, str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from alreid.harness.tables import load_records, render_terminal_table, write_report
+    from alreid.harness.tables import load_records, print_report, write_report
 
     records = load_records(args.results)
     reference, metric = _experiment_defaults(args.results)
     out = args.out or ((args.results if args.results.is_dir() else args.results.parent) / "report")
     report = write_report(records, out, reference=args.reference or reference, metric=args.metric or metric)
-    print(render_terminal_table(report.summary))
-    for note in report.notes:
-        print(f"note: {note}")
-    if report.pvalues:
-        print("p-values: " + ", ".join(f"{k}={v:.3g}" for k, v in report.pvalues.items()))
+    print_report(report)
     print(f"\nwritten to {report.out_dir}: " + ", ".join(sorted(report.paths)))
     if args.sync_mlflow is not None:
         from alreid.errors import AlreidError

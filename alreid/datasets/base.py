@@ -96,6 +96,8 @@ class DatasetAdapter(abc.ABC):
     description: str = ""
     #: True when the adapter yields precomputed features (frozen-embedding trials can use it directly)
     has_features: bool = True
+    #: False when the dataset has no images an image trainer could read (precomputed features only)
+    has_images: bool = True
     #: True when the argument is a filesystem location (then options follow a ``?``)
     takes_path: bool = False
     #: True when a ``QUALIFIER:`` (e.g. a wildlife-datasets class name) precedes the location

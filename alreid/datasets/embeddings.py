@@ -108,6 +108,7 @@ class EmbeddingsAdapter(DatasetAdapter):
     name = "embeddings"
     description = "precomputed features: metadata.csv + features (.npz/.npy/.parquet) in row order"
     takes_path = True
+    has_images = False
     options = ()
 
     def load(self, arg: str | None, *, seed: int = 0) -> ReidDataset:

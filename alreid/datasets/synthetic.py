@@ -165,6 +165,7 @@ class SyntheticAdapter(DatasetAdapter):
 
     name = "synthetic"
     description = "generated wildlife-like embeddings (power-law sizes, two views, look-alikes, open set)"
+    has_images = False
 
     def load(self, arg: str | None, *, seed: int = 0) -> ReidDataset:
         opts = parse_kv(arg, source="synthetic dataset")

@@ -9,14 +9,24 @@ every method is evaluated against the same gallery images.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from alreid.errors import AlreidError
+from alreid.datasets.base import load_dataset
+from alreid.datasets.images import ImageStore
+from alreid.datasets.metadata import dataset_fingerprint
+from alreid.datasets.splits import resolve_split
+from alreid.errors import AlreidError, ConfigError
 from alreid.evaluation.metrics import _l2_normalise, evaluate_retrieval
+from alreid.models.backbones import build_backbone
+from alreid.models.features import cache_key, extract_features, load_cached, pick_device, save_cached
+from alreid.models.transforms import InputSpec
 
 EXEMPLAR_RULES = ("kmedoids", "central")
 #: identities with more train images than this are sub-sampled (seeded) before k-medoids, which
@@ -181,6 +191,22 @@ def build_protocol(identities: np.ndarray, is_train: np.ndarray, features: np.nd
                            holdout_fraction=float(holdout_fraction))
 
 
+def standard_protocol(metadata: pd.DataFrame) -> OpenSetProtocol:
+    """The fixed query/gallery of person Re-ID benchmarks (a ``role`` column: train/query/gallery)."""
+    role = metadata["role"].astype(str).to_numpy()
+    bad = sorted(set(role) - {"train", "query", "gallery"})
+    if bad:
+        raise AlreidError(f"the 'role' column may hold train, query or gallery; found {', '.join(bad)}")
+    ids = metadata["identity"].astype(str).to_numpy()
+    train, query, gallery = (np.flatnonzero(role == r) for r in ("train", "query", "gallery"))
+    if len(train) == 0 or len(query) == 0 or len(gallery) == 0:
+        raise AlreidError("a 'role' column needs train, query and gallery rows")
+    gallery_ids = np.unique(ids[gallery])
+    return OpenSetProtocol(train_idx=train, query_idx=query, gallery_idx=gallery, heldout_ids=np.array([], dtype=object),
+                           query_unknown=~np.isin(ids[query], gallery_ids), gallery_ids=gallery_ids,
+                           exemplar_rule="standard", exemplars=0, holdout_fraction=0.0)
+
+
 def evaluate_protocol(protocol: OpenSetProtocol, embeddings: np.ndarray, identities: np.ndarray,
                       cameras: np.ndarray | None = None, **kw: Any) -> dict[str, Any]:
     """Evaluate embeddings of *all* dataset rows: test queries against the frozen gallery.
@@ -207,3 +233,140 @@ def evaluate_protocol(protocol: OpenSetProtocol, embeddings: np.ndarray, identit
                              q_cams=q_cams, g_cams=g_cams, **kw)
     out["n_gallery"] = int(len(g))
     return out
+
+
+# ------------------------------------------------------------------------------ the pinned protocol
+#: the default reference embedding of image datasets: frozen ImageNet features of this backbone
+DEFAULT_IMAGE_REFERENCE = "efficientnet_lite0"
+
+
+def protocol_hash(protocol: OpenSetProtocol) -> str:
+    """``protocol_id``: a hash of what the protocol is (rows of train/query/gallery, unknown queries,
+    held-out identities, settings), so two trials evaluated on equal terms carry the same id."""
+    h = hashlib.sha256()
+    for arr in (protocol.train_idx, protocol.query_idx, protocol.gallery_idx, protocol.query_unknown):
+        a = np.ascontiguousarray(np.asarray(arr, dtype=np.int64))
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    for ids in (protocol.heldout_ids, protocol.gallery_ids):
+        h.update(json.dumps([str(x) for x in np.asarray(ids).tolist()]).encode())
+    h.update(json.dumps([protocol.exemplar_rule, int(protocol.exemplars), float(protocol.holdout_fraction),
+                         int(protocol.seed)]).encode())
+    return h.hexdigest()[:16]
+
+
+def protocol_frame(protocol: OpenSetProtocol, identities: np.ndarray, image_ids: np.ndarray) -> pd.DataFrame:
+    """One row per dataset row: its membership in train / query / gallery, unknown-query and held-out flags."""
+    n = len(identities)
+    keys = identity_keys(np.asarray(identities))
+    df = pd.DataFrame({"row": np.arange(n), "image_id": np.asarray(image_ids).astype(str),
+                       "identity": np.asarray(identities).astype(str)})
+    for name, idx in (("train", protocol.train_idx), ("query", protocol.query_idx), ("gallery", protocol.gallery_idx)):
+        flag = np.zeros(n, bool)
+        flag[np.asarray(idx, dtype=np.int64)] = True
+        df[name] = flag
+    unknown = np.zeros(n, bool)
+    unknown[np.asarray(protocol.query_idx, dtype=np.int64)[np.asarray(protocol.query_unknown, bool)]] = True
+    df["query_unknown"] = unknown
+    df["heldout"] = np.isin(keys, np.asarray(protocol.heldout_ids)) & df["train"].to_numpy()
+    df["exemplar_rule"] = protocol.exemplar_rule
+    df["exemplars"] = int(protocol.exemplars)
+    df["holdout_fraction"] = float(protocol.holdout_fraction)
+    df["split_seed"] = int(protocol.seed)
+    df["protocol_id"] = protocol_hash(protocol)
+    return df
+
+
+def protocol_from_frame(df: pd.DataFrame, *, source: str = "protocol file") -> OpenSetProtocol:
+    """The inverse of :func:`protocol_frame` (index arrays sorted, as :func:`build_protocol` makes them)."""
+    need = {"row", "identity", "train", "query", "gallery", "query_unknown", "heldout"}
+    missing = sorted(need - set(df.columns))
+    if missing:
+        raise AlreidError(f"{source} lacks column(s) {', '.join(missing)}; write it with alreid bench again")
+    df = df.sort_values("row", kind="stable")
+    ids = df["identity"].astype(str).to_numpy()
+    train = np.flatnonzero(df["train"].to_numpy(bool))
+    query = np.flatnonzero(df["query"].to_numpy(bool))
+    gallery = np.flatnonzero(df["gallery"].to_numpy(bool))
+    first = df.iloc[0] if len(df) else {}
+    rule = str(first.get("exemplar_rule", "kmedoids"))
+    gallery_ids = np.unique(ids[gallery])
+    heldout_ids = np.unique(ids[df["heldout"].to_numpy(bool)])
+    if rule == "standard":
+        heldout_ids = np.array([], dtype=object)
+    return OpenSetProtocol(train_idx=train, query_idx=query, gallery_idx=gallery, heldout_ids=heldout_ids,
+                           query_unknown=df["query_unknown"].to_numpy(bool)[query], gallery_ids=gallery_ids,
+                           seed=int(first.get("split_seed", 0)), exemplar_rule=rule,
+                           exemplars=int(first.get("exemplars", 0)),
+                           holdout_fraction=float(first.get("holdout_fraction", 0.0)))
+
+
+def reference_features(dataset: Any, reference: str = "auto", *, progress: bool = True) -> np.ndarray:
+    """The pinned embedding the gallery exemplars are chosen on, whatever trainer a row uses.
+
+    ``auto``: the dataset's own frozen features when it has them (``embeddings:``, ``synthetic``), else
+    the frozen ImageNet features of :data:`DEFAULT_IMAGE_REFERENCE`; ``features``: the dataset's own;
+    ``embeddings:PATH``: features of the same images computed elsewhere (e.g. MegaDescriptor, same
+    image_id order); any other value names a backbone whose frozen ImageNet features are used
+    (computed once and kept in the feature cache).
+    """
+    if reference == "auto":
+        reference = "features" if dataset.features is not None else DEFAULT_IMAGE_REFERENCE
+    if reference == "features":
+        if dataset.features is None:
+            raise ConfigError(f"protocol.reference 'features': dataset {dataset.name!r} has no precomputed features; "
+                              f"use protocol.reference: auto or a backbone name")
+        return np.asarray(dataset.features, dtype=np.float32)
+    if reference.startswith("embeddings:"):
+        ref = load_dataset(reference)
+        mine = dataset.metadata["image_id"].astype(str).to_numpy()
+        theirs = ref.metadata["image_id"].astype(str).to_numpy()
+        if len(mine) != len(theirs) or not np.array_equal(mine, theirs):
+            raise ConfigError(f"protocol.reference {reference}: its rows are not the images of dataset "
+                              f"{dataset.name!r} in the same order (compare their image_id columns)")
+        return np.asarray(ref.features, dtype=np.float32)
+    return _frozen_backbone_features(dataset, reference, progress=progress)
+
+
+def _frozen_backbone_features(dataset: Any, backbone: str, *, progress: bool) -> np.ndarray:
+    """Frozen ImageNet features of every image at the backbone's own input size (cached on disk)."""
+    if dataset.root is None or "path" not in dataset.metadata.columns:
+        raise ConfigError(f"dataset {dataset.name!r} has neither features nor images to pin its protocol on")
+    device = pick_device("auto")
+    model = build_backbone(backbone, weights="imagenet", pooling="avg", seed=0).to(device)
+    spec = InputSpec(tuple(model.default_size), model.input_mean, model.input_std)
+    key = cache_key(dataset_fingerprint(dataset), dict(model.describe(), neck="bn-identity"), spec)
+    feats = load_cached(key, dataset.n)
+    if feats is None:
+        store = ImageStore(dataset.root, dataset.metadata["path"].astype(str).tolist(), cache_bytes=0)
+        feats = extract_features(model, store, np.arange(dataset.n), spec, device=device, progress=progress,
+                                 desc=f"protocol reference ({backbone})", source=f"dataset {dataset.name!r}")
+        save_cached(key, feats)
+    return feats
+
+
+def pinned_protocol(dataset: Any, settings: Any, *, progress: bool = True) -> OpenSetProtocol:
+    """The protocol of (dataset, split seed, reference embedding), the same for every row of a table:
+    the dataset's own query/gallery when it has a ``role`` column (Market-1501), else the open-set
+    protocol with exemplars chosen on :func:`reference_features`. ``settings`` is a ProtocolSettings."""
+    if "role" in dataset.metadata.columns:
+        return standard_protocol(dataset.metadata)
+    is_train = resolve_split(dataset.metadata, seed=settings.split_seed)
+    feats = reference_features(dataset, settings.reference, progress=progress)
+    return build_protocol(dataset.identities, is_train, feats, holdout_fraction=settings.holdout_fraction,
+                          exemplars=settings.exemplars, exemplar_rule=settings.exemplar_rule, seed=settings.split_seed)
+
+
+def load_pinned(path: str | Path, dataset: Any, expected_id: str | None = None) -> OpenSetProtocol:
+    """A saved protocol, checked against the dataset it will evaluate and its expected id."""
+    p = Path(path)
+    df = pd.read_parquet(p)
+    ids = dataset.metadata["image_id"].astype(str).to_numpy()
+    if len(df) != len(ids) or not np.array_equal(df.sort_values("row")["image_id"].astype(str).to_numpy(), ids):
+        raise AlreidError(f"protocol file {p} was made for other images than dataset {dataset.name!r}; "
+                          f"rerun with --overwrite")
+    protocol = protocol_from_frame(df, source=str(p))
+    if expected_id is not None and protocol_hash(protocol) != expected_id:
+        raise AlreidError(f"protocol file {p} changed since the run was planned (id {protocol_hash(protocol)}, "
+                          f"expected {expected_id}); rerun with --overwrite")
+    return protocol

@@ -7,39 +7,25 @@ in a YAML config or a ``--param`` fails before any work starts.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional
+from pathlib import Path
+from typing import Any, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alreid.clustering.settings import ClusteringSettings, Np3Settings
 from alreid.errors import ConfigError
+from alreid.oracle import parse_oracle_spec
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
 
-class ClusteringSettings(_Strict):
-    """The base clustering every cycle starts from (SpCL's: DBSCAN on k-reciprocal Jaccard)."""
-
-    method: Literal["jaccard", "cosine"] = "jaccard"
-    k1: int = Field(30, ge=2)
-    k2: int = Field(6, ge=1)
-    eps: float = Field(0.6, gt=0.0, le=1.0)
-    min_samples: int = Field(4, ge=1)
-    knn_index: Literal["exact", "hnsw"] = "exact"
-
-
-class Np3Settings(_Strict):
-    """NP3's choices where the paper is silent (spec 1.10, ASSUMPTION register)."""
-
-    exact_colouring_max: int = Field(12, ge=0)
-    colouring: Literal["dsatur", "largest_first"] = "dsatur"
-    cost: Literal["cosine", "euclidean"] = "cosine"
-    unconstrained: Literal["nearest"] = "nearest"
-
-
 class ProtocolSettings(_Strict):
-    """Open-set evaluation protocol (spec 5.2), fixed per dataset and split seed."""
+    """Open-set evaluation protocol (spec 5.2), fixed per (dataset, split seed, reference embedding)
+    and shared by every row of a table, whatever its trainer (issue 10)."""
 
     split_seed: int = 0
     holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -47,17 +33,24 @@ class ProtocolSettings(_Strict):
     exemplar_rule: Literal["kmedoids", "central"] = "kmedoids"
     camera_column: Optional[str] = None
     baus_threshold: Optional[float] = None
+    #: the embedding gallery exemplars are chosen on: auto (the dataset's own features, else frozen
+    #: efficientnet_lite0 ImageNet features), features, embeddings:PATH, or a backbone name
+    reference: str = "auto"
+    #: set by ``alreid bench``: the protocol saved as results/<experiment>/protocols/<dataset>.parquet
+    file: Optional[str] = None
+    #: set by ``alreid bench``: that file's ``protocol_id`` (a trial refuses a file that changed)
+    id: Optional[str] = None
 
 
-class TrialConfig(_Strict):
-    """One (dataset, method, seed) active-learning trial."""
+class TrialSettings(_Strict):
+    """The settings every trial has, with their one set of defaults: an experiment YAML sets them for
+    all its trials (:class:`~alreid.harness.experiment.ExperimentConfig`), a :class:`TrialConfig`
+    holds them for one, ``alreid run`` flags override them."""
 
-    dataset: str = "synthetic"
-    method: str = "random"
-    params: dict[str, Any] = Field(default_factory=dict)
     trainer: str = "head"
     trainer_params: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    #: cycles after cycle 0; when not given, the trainer's schedule decides (image trainers:
+    #: ceil(epochs / al_every), see ``Trainer.planned_cycles``), else 5
     cycles: int = Field(5, ge=0, le=1000)
     budget_fraction: float = Field(2e-4, gt=0.0, le=1.0)
     budget_pairs: Optional[int] = Field(None, ge=0)
@@ -70,9 +63,9 @@ class TrialConfig(_Strict):
     clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
     protocol: ProtocolSettings = Field(default_factory=ProtocolSettings)
 
-    @field_validator("method", "dataset", "trainer")
+    @field_validator("trainer")
     @classmethod
-    def _non_empty(cls, v: str) -> str:
+    def _non_empty_trainer(cls, v: str) -> str:
         if not v or not v.strip():
             raise ValueError("must not be empty")
         return v
@@ -81,10 +74,6 @@ class TrialConfig(_Strict):
     @classmethod
     def _oracle(cls, v: str) -> str:
         """Check the spec and make a replay file absolute, so Ray workers in other folders find it."""
-        from pathlib import Path
-
-        from alreid.oracle import parse_oracle_spec
-
         kind, path, missing = parse_oracle_spec(v)
         if kind == "simulated":
             return "simulated"
@@ -92,6 +81,26 @@ class TrialConfig(_Strict):
         if not file.is_file():
             raise ValueError(f"replay answers file {path} does not exist (write it with 'alreid annotate export')")
         return f"replay:{file}" + ("?missing=simulate" if missing == "simulate" else "")
+
+
+#: the fields a trial takes from its experiment (everything of :class:`TrialSettings`)
+TRIAL_SETTING_FIELDS = tuple(TrialSettings.model_fields)
+
+
+class TrialConfig(TrialSettings):
+    """One (dataset, method, seed) active-learning trial."""
+
+    dataset: str = "synthetic"
+    method: str = "random"
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+    @field_validator("method", "dataset")
+    @classmethod
+    def _non_empty(cls, v: str) -> str:
+        if not v or not v.strip():
+            raise ValueError("must not be empty")
+        return v
 
     def cycle_budget(self, n: int) -> int:
         """Pairs allowed per cycle: a fraction of all n(n-1)/2 pairs (spec 1.9), or a fixed count."""
@@ -109,6 +118,16 @@ def make_trial_config(data: dict[str, Any]) -> TrialConfig:
         return TrialConfig(**data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "trial config")) from None
+
+
+def revalidate(model: M, *, where: str, **changes: Any) -> M:
+    """A copy of ``model`` with ``changes``, validated again (``model_copy(update=...)`` checks nothing);
+    fields the user never set stay unset, so defaults that depend on them still apply."""
+    data = {**model.model_dump(exclude_unset=True), **changes}
+    try:
+        return type(model).model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where)) from None
 
 
 def format_validation_error(exc: ValidationError, where: str) -> str:

@@ -17,8 +17,13 @@ from alreid.errors import AlreidError
 
 #: Columns a records frame must have (besides ``method`` or ``label`` and at least one metric).
 KEY_COLUMNS = ("dataset", "seed", "cycle")
-#: Metrics recorded as fractions in [0, 1]; shown multiplied by 100.
-FRACTION_METRICS = frozenset({"mAP", "mINP", "top1", "top3", "top5", "top10", "BAKS", "BAUS", "AUC"})
+#: THE list of evaluation metrics a record can hold, in table order; all are fractions in [0, 1], shown
+#: multiplied by 100. BAUS needs a threshold (``protocol.baus_threshold``), so tables leave it out.
+METRICS = ("mAP", "mINP", "BAKS", "AUC", "top1", "top3", "top5", "top10", "BAUS")
+TABLE_METRICS = tuple(m for m in METRICS if m != "BAUS")
+FRACTION_METRICS = frozenset(METRICS)
+#: the share of the offered budget a method spent, in percent (cumulative pairs asked / cumulative budget)
+SPENT_COLUMN = "budget_spent_pct"
 #: Differences are rounded to this many decimals before Wilcoxon, so float noise is not a difference.
 ROUND_DECIMALS = 10
 ALPHA = 0.05
@@ -61,8 +66,24 @@ def normalise(records: pd.DataFrame, metrics: tuple[str, ...] = ()) -> pd.DataFr
     if df["cycle"].isna().any():
         raise AlreidError("the records have non-numeric or missing values in column 'cycle'")
     for col in df.columns:
-        if col in FRACTION_METRICS or col in ("budget_used_pct", "pairs_asked", "pairs_cum", "pairs_total"):
+        if col in FRACTION_METRICS or col in ("budget_used_pct", "pairs_asked", "pairs_cum", "pairs_total",
+                                              "budget_pairs"):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return with_spent(df)
+
+
+def with_spent(df: pd.DataFrame) -> pd.DataFrame:
+    """Add :data:`SPENT_COLUMN`: per trial, 100 x pairs asked so far / budget offered so far (NaN before
+    any budget was offered), from the records' per-cycle ``pairs_asked`` and ``budget_pairs``."""
+    if "pairs_asked" not in df.columns or "budget_pairs" not in df.columns or SPENT_COLUMN in df.columns:
+        return df
+    keys = [k if k != _LABEL or _LABEL in df.columns else label_column(df) for k in _trial_keys(df)]
+    order = df.sort_values("cycle", kind="stable")
+    grouped = order.groupby(keys, sort=False, dropna=False)
+    asked = grouped["pairs_asked"].cumsum()
+    offered = grouped["budget_pairs"].cumsum()
+    df = df.copy()
+    df[SPENT_COLUMN] = (100.0 * asked / offered.where(offered > 0)).reindex(df.index)
     return df
 
 

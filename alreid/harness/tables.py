@@ -22,11 +22,14 @@ import pandas as pd
 from alreid.errors import AlreidError
 from alreid.harness import stats
 
-METRIC_COLUMNS = ["mAP", "mINP", "BAKS", "AUC", "top1", "top3", "top5", "top10", "budget_used_pct"]
+#: the table's columns: the metrics (:data:`alreid.harness.stats.TABLE_METRICS`), then what each method spent:
+#: pairs asked as a percent of all pairs, and pairs asked / budget offered (did it use the budget it was given?)
+METRIC_COLUMNS = [*stats.TABLE_METRICS, "budget_used_pct", stats.SPENT_COLUMN]
 HEADERS = {"mAP": "mAP", "mINP": "mINP", "BAKS": "BAKS", "AUC": "AUC", "top1": "Top-1", "top3": "Top-3",
-           "top5": "Top-5", "top10": "Top-10", "budget_used_pct": "budget (%)"}
+           "top5": "Top-5", "top10": "Top-10", "budget_used_pct": "budget (%)",
+           stats.SPENT_COLUMN: "asked/budget (%)"}
 #: Columns that are a cost, not a score: never marked best.
-UNRANKED = frozenset({"budget_used_pct"})
+UNRANKED = frozenset({"budget_used_pct", stats.SPENT_COLUMN})
 
 
 # --------------------------------------------------------------------------------------- numbers
@@ -41,7 +44,8 @@ def summary_table(records: pd.DataFrame, cycle: str | int = "last") -> pd.DataFr
     are NaN columns, so every summary has the same layout.
     """
     stats.check_records(records)
-    present = [m for m in METRIC_COLUMNS if m in records.columns]
+    available = set(stats.with_spent(records).columns) if "cycle" in records.columns else set(records.columns)
+    present = [m for m in METRIC_COLUMNS if m in available]
     if not present:
         raise AlreidError(f"the records have none of the metric columns {', '.join(METRIC_COLUMNS)}")
     scores = stats.seed_scores(records, present, cycle)
@@ -58,6 +62,37 @@ def summary_table(records: pd.DataFrame, cycle: str | int = "last") -> pd.DataFr
         out[f"{m}_std"] = std[m] if m in present else math.nan
     out["n_datasets"] = per_ds.groupby("method", sort=False)["dataset"].nunique()
     out["n_trials"] = scores.groupby("method", sort=False).size()
+    blocks = method_blocks(records)
+    if blocks:  # the paper's row groups (foundation, USL, AL), shown as separators in Markdown/LaTeX
+        out["block"] = [blocks.get(str(m)) for m in out.index]
+    return out
+
+
+def method_blocks(records: pd.DataFrame) -> dict[str, str]:
+    """Row label -> its ``block`` (the config's per-method field), when the records carry one."""
+    if "block" not in records.columns:
+        return {}
+    label = records["label"] if "label" in records.columns else records["method"]
+    if "label" in records.columns and "method" in records.columns:
+        label = label.where(label.notna(), records["method"])
+    frame = pd.DataFrame({"label": label.astype(str), "block": records["block"]}).dropna()
+    return {k: str(v) for k, v in frame.groupby("label", sort=False)["block"].first().items() if str(v)}
+
+
+def _with_blocks(summary: pd.DataFrame, rows: list[list[str]], style: str, width: int) -> list[list[str]]:
+    """Insert a separator row wherever the ``block`` column changes (rows without a block get none)."""
+    if "block" not in summary.columns:
+        return rows
+    out: list[list[str]] = []
+    current = None
+    for block, row in zip(summary["block"], rows):
+        if isinstance(block, str) and block and block != current:
+            if style == "tex":
+                out.append([f"\\hline\\multicolumn{{{width}}}{{l}}{{\\textit{{{_escape(block)}}}}}"])
+            else:
+                out.append([f"*{block}*"] + [""] * (width - 1))
+        current = block if isinstance(block, str) and block else current
+        out.append(row)
     return out
 
 
@@ -134,13 +169,13 @@ def _spread_words(summary: pd.DataFrame) -> str:
 def summary_markdown(summary: pd.DataFrame) -> str:
     """Markdown Table-1: percent, best per column in bold (budget is a cost and is not marked)."""
     header = ["method"] + [HEADERS[m] for m in METRIC_COLUMNS]
-    body = _markdown(header, _summary_cells(summary, "md", METRIC_COLUMNS))
+    body = _markdown(header, _with_blocks(summary, _summary_cells(summary, "md", METRIC_COLUMNS), "md", len(header)))
     return f"{body}\n\n{_spread_words(summary)}, in percent; best per column in bold.\n"
 
 
 def summary_latex(summary: pd.DataFrame) -> str:
     header = ["method"] + [_escape(HEADERS[m]).replace("(%)", "(\\%)") for m in METRIC_COLUMNS]
-    return _latex(header, _summary_cells(summary, "tex", METRIC_COLUMNS))
+    return _latex(header, _with_blocks(summary, _summary_cells(summary, "tex", METRIC_COLUMNS), "tex", len(header)))
 
 
 def render_terminal_table(summary: pd.DataFrame) -> str:
@@ -401,6 +436,15 @@ def write_report(records: pd.DataFrame, out_dir: str | Path, *, reference: str =
 
 
 # --------------------------------------------------------------------------------------- loading
+def print_report(report: Report, out: Any = print) -> None:
+    """What ``alreid bench`` and ``alreid table`` print: the summary table, its notes and the p-values."""
+    out(render_terminal_table(report.summary))
+    for note in report.notes:
+        out(f"note: {note}")
+    if report.pvalues:
+        out("p-values: " + ", ".join(f"{k}={v:.3g}" for k, v in report.pvalues.items()))
+
+
 def load_records(path: str | Path) -> pd.DataFrame:
     """Records from a results/<experiment> folder (its records.parquet or records.csv) or a .parquet/.csv file."""
     p = Path(path).expanduser()

@@ -17,16 +17,19 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from alreid.constraints import ConstraintStore
 from alreid.datasets.base import UNKNOWN_IDENTITY, ReidDataset, load_dataset
 from alreid.errors import AlreidError
 from alreid.harness.settings import TrialConfig
-from alreid.samplers.base import NeighbourCache, SamplingContext
+from alreid.clustering.refine import refine_labels
+from alreid.evaluation.protocol import evaluate_protocol, load_pinned, pinned_protocol, protocol_hash
+from alreid.oracle import SimulatedOracle, make_oracle, oracle_identities
+from alreid.registry import SAMPLERS, TRAINERS
+from alreid.samplers.base import SamplingContext, build_context
 from alreid.trainers.base import CycleInput
-from alreid.oracle import SimulatedOracle, make_oracle
 
-METRICS = ("mAP", "mINP", "top1", "top3", "top5", "top10", "BAKS", "AUC")
 _STREAMS = {"sampler": 1, "trainer": 2}
 
 
@@ -49,8 +52,6 @@ class TrialState:
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def save(self, folder: str | Path) -> None:
-        import torch
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.constraints.to_parquet(folder / "constraints.parquet")
@@ -60,8 +61,6 @@ class TrialState:
 
     @classmethod
     def load(cls, folder: str | Path) -> "TrialState":
-        import torch
-
         folder = Path(folder)
         meta = json.loads((folder / "state.json").read_text())
         constraints = ConstraintStore.from_parquet(folder / "constraints.parquet", n=meta["n"])
@@ -70,52 +69,12 @@ class TrialState:
         return cls(cycle=int(meta["cycle"]), constraints=constraints, trainer_state=trainer_state, records=records)
 
 
-def oracle_identities(identities: np.ndarray) -> np.ndarray:
-    """Identities as the simulated annotator sees them: every 'unknown' image is its own individual."""
-    ids = np.asarray(identities).astype(object).copy()
-    unknown = np.flatnonzero(ids == UNKNOWN_IDENTITY)
-    ids[unknown] = [f"__unknown_{i}" for i in unknown]
-    return ids
-
-
-def refine_labels(labels: np.ndarray, constraints: ConstraintStore, features: np.ndarray, mode: str,
-                  np3_options: dict[str, Any] | None = None) -> np.ndarray:
-    """Make pseudo-labels honour the constraints: NP3 (default), must-link merge only, or nothing."""
-    if mode == "none" or len(constraints) == 0:
-        return labels
-    if mode == "ml_merge":
-        roots = constraints.roots()
-        # relabel each cluster by the smallest must-link root touching it, transitively
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        k = int(labels.max()) + 1
-        n = len(labels)
-        g = coo_matrix((np.ones(n), (labels, k + roots)), shape=(k + n, k + n))
-        _, comp = connected_components(g, directed=False)
-        _, out = np.unique(comp[labels], return_inverse=True)
-        return out
-    from alreid.clustering.np3 import np3
-
-    return np3(labels, constraints.ml_pairs(), constraints.cl_pairs(), features, **(np3_options or {}))
-
-
-def standard_protocol(metadata: pd.DataFrame):
-    """The fixed query/gallery of person Re-ID benchmarks (a ``role`` column: train/query/gallery)."""
-    from alreid.evaluation.protocol import OpenSetProtocol
-
-    role = metadata["role"].astype(str).to_numpy()
-    bad = sorted(set(role) - {"train", "query", "gallery"})
-    if bad:
-        raise AlreidError(f"the 'role' column may hold train, query or gallery; found {', '.join(bad)}")
-    ids = metadata["identity"].astype(str).to_numpy()
-    train, query, gallery = (np.flatnonzero(role == r) for r in ("train", "query", "gallery"))
-    if len(train) == 0 or len(query) == 0 or len(gallery) == 0:
-        raise AlreidError("a 'role' column needs train, query and gallery rows")
-    gallery_ids = np.unique(ids[gallery])
-    return OpenSetProtocol(train_idx=train, query_idx=query, gallery_idx=gallery, heldout_ids=np.array([], dtype=object),
-                           query_unknown=~np.isin(ids[query], gallery_ids), gallery_ids=gallery_ids,
-                           exemplar_rule="standard", exemplars=0, holdout_fraction=0.0)
+def without_identities(dataset: ReidDataset) -> ReidDataset:
+    """The dataset as a trainer that must not see ground truth gets it: every identity 'unknown'."""
+    meta = dataset.metadata.copy()
+    meta["identity"] = UNKNOWN_IDENTITY
+    return ReidDataset(name=dataset.name, metadata=meta, features=dataset.features, root=dataset.root,
+                       info=dict(dataset.info))
 
 
 class Trial:
@@ -125,30 +84,26 @@ class Trial:
                  trainer: Any = None) -> None:
         """``sampler``/``trainer``: ready plugin objects (the Python API's) instead of building them
         from ``cfg.method``/``cfg.params`` and ``cfg.trainer``/``cfg.trainer_params``."""
-        from alreid.registry import SAMPLERS, TRAINERS
-
         self.cfg = cfg
         self.sampler = sampler if sampler is not None else SAMPLERS.get(cfg.method).from_params(cfg.params)
         self.trainer = trainer if trainer is not None else TRAINERS.get(cfg.trainer).from_params(cfg.trainer_params)
-
-        from alreid.datasets.splits import resolve_split
-        from alreid.evaluation.protocol import build_protocol
-
+        self.trainer.validate_params()  # ready objects (the Python API's) get the CLI's checks too
         self.dataset = dataset if dataset is not None else load_dataset(cfg.dataset, seed=cfg.protocol.split_seed)
-        self.trainer.setup(self.dataset, seed=stream_seed(cfg.seed, 0, "trainer"))
+        #: ground truth reaches a trainer only when it declares it needs it (the skyline rows)
+        self.trainer_sees_identities = bool(getattr(self.trainer, "needs_identities", False))
+        seen = self.dataset if self.trainer_sees_identities else without_identities(self.dataset)
+        self.trainer.setup(seen, seed=stream_seed(cfg.seed, 0, "trainer"))
         self.identities = self.dataset.identities
-        start = self.trainer.embed()
         p = cfg.protocol
         #: False when no image has a known identity (a user's own photos): every image is trained on, no metrics
         self.evaluates = bool((self.identities != UNKNOWN_IDENTITY).any())
-        if not self.evaluates:
-            self.protocol = None
-        elif "role" in self.dataset.metadata.columns:  # a benchmark with its own query/gallery (Market-1501)
-            self.protocol = standard_protocol(self.dataset.metadata)
-        else:
-            is_train = resolve_split(self.dataset.metadata, seed=p.split_seed)
-            self.protocol = build_protocol(self.identities, is_train, start, holdout_fraction=p.holdout_fraction,
-                                           exemplars=p.exemplars, exemplar_rule=p.exemplar_rule, seed=p.split_seed)
+        #: the protocol of (dataset, split seed, reference embedding), the same for every row (issue 10)
+        self.protocol = None
+        if self.evaluates and p.file is not None and Path(p.file).is_file():
+            self.protocol = load_pinned(p.file, self.dataset, p.id)
+        elif self.evaluates:
+            self.protocol = pinned_protocol(self.dataset, p, progress=False)
+        self.protocol_id = protocol_hash(self.protocol) if self.protocol is not None else None
         camera_column = p.camera_column or self.dataset.info.get("camera_column")
         self.cameras = None
         if camera_column is not None:
@@ -186,17 +141,13 @@ class Trial:
         self._pending = None
 
     # the loop ---------------------------------------------------------------------------------------
-    def _cluster(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, NeighbourCache]:
-        from alreid.clustering.views import base_clustering
-
-        c = self.cfg.clustering
-        cache = NeighbourCache(z, index=c.knn_index)
-        knn = cache.knn(max(c.k1, 32)) if c.method == "jaccard" else None
-        labels, outliers, dist = base_clustering(z, method=c.method, k1=c.k1, k2=c.k2, eps=c.eps,
-                                                 min_samples=c.min_samples, knn=knn)
-        if dist is not None:
-            cache.get(("jaccard", c.k1, c.k2), lambda: dist)
-        return labels, outliers, cache
+    def sampling_context(self, cycle: int) -> SamplingContext:
+        """The cycle's context for the sampler, from the trainer's sampling features (one builder for all):
+        every sampler gets the base clustering's labels refined with the answers so far (``cfg.refine``,
+        NP3 by default), as the paper refines the pseudo-labels of every AL baseline (issue 10)."""
+        z = self.trainer.sampling_features(self.train_idx)
+        return build_context(z, self.constraints, self.cfg.clustering, cycle=cycle, refine=self.cfg.refine,
+                             np3_options=self.cfg.np3.model_dump())
 
     # one cycle in three steps: ask, answer, train and evaluate -------------------------------------
     def next_pairs(self) -> np.ndarray:
@@ -216,26 +167,25 @@ class Trial:
         t0 = time.perf_counter()
         rec: dict[str, Any] = {"dataset": self.dataset.name, "method": cfg.method, "trainer": cfg.trainer,
                                "seed": cfg.seed, "cycle": cycle, "n_train": self.n, "pairs_total": self.pairs_total,
-                               "budget_pairs": 0 if cycle == 0 else self.budget, "pairs_asked": 0}
+                               "budget_pairs": 0 if cycle == 0 else self.budget, "pairs_asked": 0,
+                               "budget_fraction": cfg.budget_fraction, "protocol_id": self.protocol_id}
         pending: dict[str, Any] = {"cycle": cycle, "rec": rec, "t0": t0, "pairs": np.empty((0, 2), dtype=np.int64),
                                    "answered": False}
         if cycle > 0:
-            z = np.ascontiguousarray(self.trainer.sampling_features(self.train_idx), dtype=np.float32)
             t_c = time.perf_counter()
-            labels, outliers, cache = self._cluster(z)
+            ctx = self.sampling_context(cycle)
             rec["seconds_clustering"] = time.perf_counter() - t_c
+            labels, outliers = ctx.base_labels, ctx.outliers
             rec["n_clusters"] = int(len(np.unique(labels[~outliers]))) if (~outliers).any() else 0
             rec["n_outliers"] = int(outliers.sum())
-            ctx = SamplingContext(features=z, labels=labels, outliers=outliers, constraints=self.constraints,
-                                  neighbours=cache, cycle=cycle,
-                                  extras={"clustering": cfg.clustering.model_dump()})
             t_s = time.perf_counter()
             pairs = self.sampler.select(ctx, self.budget if self.sampler.queries else 0,
                                         stream(cfg.seed, cycle, "sampler"))
             rec["seconds_sampling"] = time.perf_counter() - t_s
             for key, value in getattr(self.sampler, "stats_", {}).items():
                 rec[f"pool_{key}"] = value
-            pending.update(z=z, labels=labels, pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
+            pending.update(z=ctx.features, labels=labels, pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
+                           neighbours=ctx.neighbours)  # trainers may reuse its Jaccard distance (head)
         self._pending = pending
         return pending["pairs"]
 
@@ -273,28 +223,14 @@ class Trial:
         if self._pending is None:
             self.next_pairs()
         pending, self._pending = self._pending, None
-        cfg = self.cfg
         cycle, rec = pending["cycle"], pending["rec"]
         if cycle > 0:
-            z = pending["z"]
-            np3_options = cfg.np3.model_dump()
-            refined = refine_labels(pending["labels"], self.constraints, z, cfg.refine, np3_options)
             t_t = time.perf_counter()
-            stats = self.trainer.fit_cycle(CycleInput(
-                cycle=cycle, seed=stream_seed(cfg.seed, cycle, "trainer"), train_idx=self.train_idx,
-                pseudo_labels=refined, constraints=self.constraints,
-                refine=lambda lab, feats: refine_labels(lab, self.constraints, feats, cfg.refine, np3_options),
-                identities=self.pool_identities))
+            stats = self.train(pending)
             rec["seconds_training"] = time.perf_counter() - t_t
             rec.update({k: v for k, v in stats.items() if np.isscalar(v)})
         t_e = time.perf_counter()
-        metrics: dict[str, Any] = {}
-        if self.protocol is not None:
-            emb = self.trainer.embed()
-            from alreid.evaluation.protocol import evaluate_protocol
-
-            metrics = evaluate_protocol(self.protocol, emb, self.identities, self.cameras,
-                                        baus_threshold=cfg.protocol.baus_threshold)
+        metrics = self.evaluate()
         rec["seconds_eval"] = time.perf_counter() - t_e
         rec.update({k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in metrics.items()})
         prev = self.records[-1]["pairs_cum"] if self.records else 0
@@ -304,6 +240,26 @@ class Trial:
         self.records.append(rec)
         self.next_cycle = cycle + 1
         return rec
+
+    def train(self, pending: dict[str, Any]) -> dict[str, Any]:
+        """The trainer's cycle on the pseudo-labels refined with every answer so far (this cycle's too)."""
+        cfg = self.cfg
+        cycle = pending["cycle"]
+        np3_options = cfg.np3.model_dump()
+        refined = refine_labels(pending["labels"], self.constraints, pending["z"], cfg.refine, np3_options)
+        return self.trainer.fit_cycle(CycleInput(
+            cycle=cycle, seed=stream_seed(cfg.seed, cycle, "trainer"), train_idx=self.train_idx,
+            pseudo_labels=refined, constraints=self.constraints,
+            refine=lambda lab, feats: refine_labels(lab, self.constraints, feats, cfg.refine, np3_options),
+            identities=self.pool_identities if self.trainer_sees_identities else None,
+            extras={"neighbours": pending.get("neighbours")}))
+
+    def evaluate(self) -> dict[str, Any]:
+        """Metrics of the trainer's current embedding on the pinned protocol ({} without identities)."""
+        if self.protocol is None:
+            return {}
+        return evaluate_protocol(self.protocol, self.trainer.embed(), self.identities, self.cameras,
+                                 baus_threshold=self.cfg.protocol.baus_threshold)
 
     def run_cycle(self) -> dict[str, Any]:
         """One whole cycle with the simulated oracle."""

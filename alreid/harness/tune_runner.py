@@ -9,6 +9,7 @@ driver-side callback, so retries and resumes can be deduplicated in one place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,15 +18,18 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+import ray
 from ray import tune
 
 from alreid.errors import AlreidError, ConfigError
-from alreid.harness.experiment import Plan
+from alreid.harness.experiment import Plan, pin_protocols
 from alreid.harness.records import RecordStore, write_parquet_atomic
+from alreid.harness.settings import make_trial_config
+from alreid.harness.trial import Trial, TrialState
 
 TUNE_DIR = "tune"
 PLAN_FILE = "plan.json"
@@ -96,9 +100,6 @@ def node_name() -> str:
 
 def bench_trainable(config: dict[str, Any]) -> None:
     """One trial: restore from the latest checkpoint if any, then run and report every cycle."""
-    from alreid.harness.settings import make_trial_config
-    from alreid.harness.trial import Trial, TrialState
-
     spec = config["trial"]
     hooks = config.get("test_hooks") or {}
     trial = Trial(make_trial_config(spec["trial"]))
@@ -226,7 +227,7 @@ class DriverSink:
         recs, pairs = self._final_frames(trial)
         if recs.empty or int(recs["cycle"].max()) < int(spec["trial"]["cycles"]):
             return  # stopped early (not by us): it stays unfinished and resumes later
-        recs = recs.assign(label=spec["label"], trial_id=trial.trial_id)
+        recs = recs.assign(label=spec["label"], block=spec.get("block"), trial_id=trial.trial_id)
         self.store.add_trial(key, recs, trial_id=trial.trial_id, label=spec["label"])
         if pairs is not None:
             self.store.add_pairs(key, pairs)
@@ -356,15 +357,13 @@ def prepare_results(plan: Plan, *, resume: bool, overwrite: bool, out: Callable[
 
 def init_ray(address: str | None) -> bool:
     """Start (or join, with ``address``) Ray; returns True when this call started it."""
-    import ray
-
     if ray.is_initialized():
         return False
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local single-user instance; a cluster keeps its own
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
-    if address is None:
-        kwargs["num_cpus"] = os.cpu_count() or 1
+    if address is None:  # "local": a fresh instance even when another Ray runs on this machine
+        kwargs.update(address="local", num_cpus=os.cpu_count() or 1)
     else:
         kwargs["address"] = address
     try:
@@ -372,6 +371,60 @@ def init_ray(address: str | None) -> bool:
     except ConnectionError as exc:
         raise AlreidError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
     return True
+
+
+@contextlib.contextmanager
+def quiet_tune(sink: DriverSink) -> Iterator[None]:
+    """Tune as ``alreid bench`` wants it: our sink receives the events, Tune's own hints and banners stay quiet."""
+    global _SINK
+    # we checkpoint every cycle on purpose (exact resume); Tune's advice against that is noise here
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # the new output engine prints its banner even at verbose=0; our callback prints one line per trial
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # one line per failure from our callback (with the error file) instead of Tune's full tracebacks
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    _SINK = sink
+    for name in _HINT_LOGGERS:
+        logging.getLogger(name).addFilter(_HINT_FILTER)
+    try:
+        yield
+    finally:
+        _SINK = None
+        for name in _HINT_LOGGERS:
+            logging.getLogger(name).removeFilter(_HINT_FILTER)
+
+
+def make_tuner(plan: Plan, *, resume: bool, max_concurrent: int | None, callbacks: Iterable[Any],
+               out: Callable[[str], None], finished: int) -> tune.Tuner:
+    """A new Tuner over the plan's trials, or the restored one of an interrupted run."""
+    cfg = plan.config
+    tpath = str(tune_path(plan))
+    if resume and tune.Tuner.can_restore(tpath):
+        out(f"resuming {cfg.name}: {finished} of {len(plan.trials)} trials already finished")
+        if max_concurrent is not None:
+            out("note: --max-concurrent is fixed when a run starts (Ray restores it); ignored on resume")
+        return tune.Tuner.restore(tpath, trainable(), resume_unfinished=True, resume_errored=True)
+    pin_protocols(plan, out=out)  # one evaluation protocol per dataset, for every row (issue 10)
+    hooks = {name: os.environ[env] for name, env in (("crash_once", TEST_CRASH_ENV), ("markers", TEST_MARKERS_ENV))
+             if os.environ.get(env)}
+    cpus = ray.cluster_resources().get("CPU", 0)
+    cycles = "/".join(str(c) for c in sorted({int(t.trial["cycles"]) for t in plan.trials}))
+    out(f"{cfg.name}: {len(plan.trials)} trials ({len(plan.labels)} methods x {len(cfg.datasets)} datasets x "
+        f"{len(cfg.seed_list())} seeds), {cycles} cycles each, on {cpus:g} CPUs; results in {plan.results_dir}")
+    param_space: dict[str, Any] = {"trial": tune.grid_search([t.as_dict() for t in plan.trials])}
+    if hooks:
+        param_space["test_hooks"] = hooks
+    return tune.Tuner(
+        trainable(),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent or cfg.max_concurrent,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=str(plan.results_dir), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[_Relay(), *callbacks]),
+    )
 
 
 def run_benchmark(plan: Plan, *, resume: bool = False, tracker: Any = None, address: str | None = None,
@@ -382,60 +435,21 @@ def run_benchmark(plan: Plan, *, resume: bool = False, tracker: Any = None, addr
     Ctrl-C stops the trials cleanly (Tune saves its state); the returned Outcome lists the
     unfinished trials, which ``resume=True`` continues from their last checkpoint.
     """
-    global _SINK
-    import ray
-
-    cfg = plan.config
     store = RecordStore(plan.results_dir, order=[t.key for t in plan.trials])
     sink = DriverSink(plan, store, tracker, out=out)
     remaining = len(sink.unfinished())
     started_ray = init_ray(address)
-    # we checkpoint every cycle on purpose (exact resume); Tune's advice against that is noise here
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # the new output engine prints its banner even at verbose=0; our callback prints one line per trial
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # one line per failure from our callback (with the error file) instead of Tune's full tracebacks
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    hooks = {name: os.environ[env] for name, env in (("crash_once", TEST_CRASH_ENV), ("markers", TEST_MARKERS_ENV))
-             if os.environ.get(env)}
     t0 = time.monotonic()
-    _SINK = sink
-    for name in _HINT_LOGGERS:
-        logging.getLogger(name).addFilter(_HINT_FILTER)
     try:
-        tpath = str(tune_path(plan))
-        if resume and tune.Tuner.can_restore(tpath):
-            out(f"resuming {cfg.name}: {len(sink.finished)} of {len(plan.trials)} trials already finished")
-            if max_concurrent is not None:
-                out("note: --max-concurrent is fixed when a run starts (Ray restores it); ignored on resume")
-            tuner = tune.Tuner.restore(tpath, trainable(), resume_unfinished=True, resume_errored=True)
-        else:
-            cpus = ray.cluster_resources().get("CPU", 0)
-            out(f"{cfg.name}: {len(plan.trials)} trials ({len(plan.labels)} methods x {len(cfg.datasets)} datasets x "
-                f"{len(cfg.seed_list())} seeds), {cfg.cycles} cycles each, on {cpus:g} CPUs; results in {plan.results_dir}")
-            param_space: dict[str, Any] = {"trial": tune.grid_search([t.as_dict() for t in plan.trials])}
-            if hooks:
-                param_space["test_hooks"] = hooks
-            tuner = tune.Tuner(
-                trainable(),
-                param_space=param_space,
-                tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent or cfg.max_concurrent,
-                                            trial_name_creator=trial_name, trial_dirname_creator=trial_name),
-                run_config=tune.RunConfig(
-                    name=TUNE_DIR, storage_path=str(plan.results_dir), verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[_Relay(), *callbacks]),
-            )
-        if remaining:
-            tuner.fit()
+        with quiet_tune(sink):
+            tuner = make_tuner(plan, resume=resume, max_concurrent=max_concurrent, callbacks=callbacks, out=out,
+                               finished=len(sink.finished))
+            if remaining:
+                tuner.fit()
     except KeyboardInterrupt:
         sink.interrupt()
         raise
     finally:
-        _SINK = None
-        for name in _HINT_LOGGERS:
-            logging.getLogger(name).removeFilter(_HINT_FILTER)
         if started_ray:
             ray.shutdown()
     outcome = Outcome(results_dir=plan.results_dir, finished=sorted(sink.finished), errors=dict(sink.errors),

@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from alreid.clustering.np3 import np3
+from alreid.clustering.views import finch_labels
 from alreid.errors import ConfigError
+from alreid.plugin import check_range
 from alreid.samplers import aas_pools as pools
 from alreid.samplers.base import Sampler, SamplingContext
-from alreid.plugin import check_range
 
 _PI_MODES = ("uniform", "proportional")
 _RHO_MODES = ("disagreement", "count", "size")
@@ -38,7 +40,7 @@ class AASSampler(Sampler):
     "jaccard_rank": FINCH's first neighbour taken under d_J), ``pi_mode`` / ``rho_mode`` / ``omega_mode``
     (Eq. 5 factors, spec §1.8), ``apply_constraints`` ("np3" | "none"), ``dense_cap`` (regions above
     it get the k-NN approximation of U_us), ``draw`` ("without_replacement" | "with_replacement_dedup").
-    k1/k2 of d_J come from ``ctx.extras["clustering"]`` (30/6 when absent).
+    k1/k2 of d_J come from the cycle's clustering settings (``ctx.clustering``).
 
     Choices where the spec leaves room, recorded here so they can be found:
     - the ML-linked-outlier-becomes-inlier rule goes with NP3 (``apply_constraints="none"`` keeps the
@@ -105,20 +107,11 @@ class AASSampler(Sampler):
     # the views ---------------------------------------------------------------------------------------
     @staticmethod
     def _k1k2(ctx: SamplingContext) -> tuple[int, int]:
-        c = ctx.extras.get("clustering") or {}
-        return int(c.get("k1", 30) or 30), int(c.get("k2", 6) or 6)
+        return int(ctx.clustering.k1), int(ctx.clustering.k2)
 
     def _jaccard(self, ctx: SamplingContext) -> sp.csr_matrix:
-        """The cycle's sparse d_J (memoised under the key the trial uses)."""
-        k1, k2 = self._k1k2(ctx)
-
-        def compute() -> sp.csr_matrix:
-            from alreid.clustering.jaccard import jaccard_distance
-
-            index = (ctx.extras.get("clustering") or {}).get("knn_index", "exact")
-            return jaccard_distance(ctx.features, k1, k2, knn=ctx.neighbours.knn(max(k1, 32)), index=index)
-
-        return pools.as_csr(ctx.neighbours.get(("jaccard", k1, k2), compute))
+        """The cycle's sparse d_J (the neighbour cache's, shared with the base clustering)."""
+        return pools.as_csr(ctx.neighbours.jaccard(*self._k1k2(ctx)))
 
     def _jaccard_first_neighbour(self, ctx: SamplingContext, d: sp.csr_matrix) -> np.ndarray:
         """FINCH's initial_rank under d_J: nearest other item, ties by cosine; cosine 1-NN where d_J has none."""
@@ -152,13 +145,11 @@ class AASSampler(Sampler):
 
     def _view_b(self, ctx: SamplingContext, d: sp.csr_matrix | None) -> np.ndarray:
         """FINCH labels of the cycle (memoised in the cycle's cache), level clamped to what exists."""
-        from alreid.clustering.views import finch_labels
-
         k1, k2 = self._k1k2(ctx)
         level = self.finch_level
         n_target = None
         if level == "match_dbscan":
-            inl = ctx.labels[~ctx.outliers]
+            inl = ctx.base_labels[~ctx.outliers]
             n_target = max(1, int(len(np.unique(inl))))
         key = ("aas_finch", str(level), n_target, self.finch_input, k1, k2)
 
@@ -189,7 +180,7 @@ class AASSampler(Sampler):
         n = ctx.n
         need_d = "jaccard" in (self.sim, self.dist) or self.finch_input == "jaccard_rank"
         d = self._jaccard(ctx) if need_d else None
-        a = np.asarray(ctx.labels).copy()
+        a = np.asarray(ctx.base_labels).copy()
         outliers = np.asarray(ctx.outliers, dtype=bool).copy()
         self._finch_clamped = False
         b = np.asarray(self._view_b(ctx, d)).copy()
@@ -197,10 +188,9 @@ class AASSampler(Sampler):
         # §1.4: known answers applied to both views; ML-linked outliers count as inliers
         store = ctx.constraints
         if self.apply_constraints == "np3" and len(store) > 0:
-            from alreid.clustering.np3 import np3
-
             ml, cl = store.ml_pairs(), store.cl_pairs()
-            a = np.asarray(np3(a, ml, cl, x))
+            # view A: the cycle's NP3-refined labels every sampler gets (issue 10); view B is AAS's own
+            a = np.asarray(ctx.labels).copy() if ctx.refined_with == "np3" else np.asarray(np3(a, ml, cl, x))
             b = np.asarray(np3(b, ml, cl, x))
             outliers &= ~store.in_must_link()
 

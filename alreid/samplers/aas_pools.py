@@ -348,21 +348,37 @@ def scan_regions(x: np.ndarray, reg: Regions, d: sp.csr_matrix | None, *, dense_
 
     dist = d_J (absent = 1) when ``d`` is given, else cosine distance; ties broken by cosine, then
     by the smaller pair. Regions of at most ``dense_cap`` images are solved exactly from their full
-    distance block (small consecutive regions packed up to ``pack`` images per block: a "closest
-    pair" of two clusters from different regions is dropped by the other-view test, as no cluster
-    spans two regions). Larger regions only consider their k-NN edges (``knn_idx``) as candidate
-    pairs: an approximation, since a cluster pair's true closest pair may lie outside those edges.
-    Only the rows of region members are read from ``d``, block by block.
+    distance block (:func:`_scan_dense`); larger regions only consider their k-NN edges
+    (:func:`_scan_knn_edges`). Only the rows of region members are read from ``d``, block by block.
     """
-    a, b = reg.a, reg.b
     n = len(x)
     members, starts = region_order(reg.region, reg.count)
     sizes = np.diff(starts)
     affinity = np.zeros(n) if d is not None else None
-    out_u, out_v, out_d = [], [], []
+    found = _scan_dense(x, reg, d, members, starts, np.flatnonzero(sizes <= dense_cap), pack, affinity)
+    large = np.flatnonzero(sizes > dense_cap)
+    if len(large):
+        if knn_idx is None:
+            raise ValueError("regions larger than dense_cap need k-NN lists (knn_idx)")
+        rows = np.concatenate([members[starts[r]:starts[r + 1]] for r in large])
+        found.append(_scan_knn_edges(x, reg, d, rows, knn_idx, row_chunk, affinity))
+    if not found:
+        z = np.zeros(0, np.int64)
+        return RegionScan(np.zeros((0, 2), np.int64), z, np.zeros(0), affinity, int(len(large)))
+    u, v, dd = (np.concatenate(part) for part in zip(*found))
+    order = np.lexsort((v, u))
+    pairs = np.stack([u[order], v[order]], axis=1).astype(np.int64)
+    return RegionScan(pairs, reg.region[pairs[:, 0]].astype(np.int64), dd[order], affinity, int(len(large)))
 
-    # exact: blocks of consecutive small regions -------------------------------------------------------
-    for r0, r1 in _pack(sizes, np.flatnonzero(sizes <= dense_cap), pack):
+
+def _scan_dense(x: np.ndarray, reg: Regions, d: sp.csr_matrix | None, members: np.ndarray, starts: np.ndarray,
+                small: np.ndarray, pack: int, affinity: np.ndarray | None
+                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Exact I_k of the small regions, from full distance blocks of consecutive regions packed up to
+    ``pack`` images (a "closest pair" of two clusters from different regions is dropped by the
+    other-view test, as no cluster spans two regions). Fills ``affinity`` of their members."""
+    out = []
+    for r0, r1 in _pack(np.diff(starts), small, pack):
         idx = members[starts[r0]:starts[r1]]
         if len(idx) < 2:
             continue
@@ -381,59 +397,53 @@ def scan_regions(x: np.ndarray, reg: Regions, d: sp.csr_matrix | None, *, dense_
             block = cosd
         key = order_key(block, cosd)
         key = np.minimum(key, key.T)  # BLAS need not give bitwise-symmetric x x^T
-        lu, lv = dense_closest_cross_pairs(key, a[idx], b[idx])
-        out_u.append(idx[lu]), out_v.append(idx[lv]), out_d.append(block[lu, lv].astype(np.float64))
+        lu, lv = dense_closest_cross_pairs(key, reg.a[idx], reg.b[idx])
+        out.append((idx[lu], idx[lv], block[lu, lv].astype(np.float64)))
+    return out
 
-    # approximate: k-NN edges inside large regions ------------------------------------------------------
-    large = np.flatnonzero(sizes > dense_cap)
-    if len(large):
-        if knn_idx is None:
-            raise ValueError("regions larger than dense_cap need k-NN lists (knn_idx)")
-        rows = np.concatenate([members[starts[r]:starts[r + 1]] for r in large])
-        loc = np.zeros(n, dtype=np.int64)
-        eu_all, ev_all, ed_all = [], [], []
-        for s0 in range(0, len(rows), row_chunk):
-            chunk = rows[s0:s0 + row_chunk]
-            nb = np.asarray(knn_idx[chunk], dtype=np.int64)
-            eu = np.repeat(chunk, nb.shape[1])
-            ev = nb.reshape(-1)
-            ok = (ev >= 0) & (ev != eu)
-            eu, ev = eu[ok], ev[ok]
-            ok = reg.region[ev] == reg.region[eu]
-            eu, ev = eu[ok], ev[ok]
-            if d is not None:
-                pos, col, val = row_entries(d, chunk)
-                inreg = (reg.region[col] == reg.region[chunk[pos]]) & (col != chunk[pos])
-                affinity[chunk] = np.bincount(pos[inreg], weights=1.0 - val[inreg], minlength=len(chunk))
-                ekeys = pos * np.int64(n) + col
-                order = np.argsort(ekeys, kind="stable")
-                ekeys, val = ekeys[order], val[order]
-                loc[chunk] = np.arange(len(chunk))
-                q = loc[eu] * np.int64(n) + ev
-                at = np.minimum(np.searchsorted(ekeys, q), max(len(ekeys) - 1, 0))
-                hit = (ekeys[at] == q) if len(ekeys) else np.zeros(len(q), bool)
-                ed = np.where(hit, val[at] if len(ekeys) else 1.0, 1.0)
-            else:
-                ed = np.zeros(len(eu))
-            eu_all.append(eu), ev_all.append(ev), ed_all.append(ed)
-        eu, ev, ed = np.concatenate(eu_all), np.concatenate(ev_all), np.concatenate(ed_all)
-        gu, gv = np.minimum(eu, ev), np.maximum(eu, ev)
-        ekey = gu * np.int64(n) + gv
-        order = np.lexsort((ed, ekey))  # an edge seen from both ends: keep the smaller d_J
-        sel = order[first_per_group(ekey[order])]  # ... and lexicographic order
-        gu, gv, ed = gu[sel], gv[sel], ed[sel]
-        cosd = 1.0 - rowdot(x, gu, gv)
-        dist = ed if d is not None else cosd
-        sel = closest_cross_pairs(order_key(dist, cosd), gu, gv, a, b)
-        out_u.append(gu[sel]), out_v.append(gv[sel]), out_d.append(np.asarray(dist, dtype=np.float64)[sel])
 
-    if not out_u:
-        z = np.zeros(0, np.int64)
-        return RegionScan(np.zeros((0, 2), np.int64), z, np.zeros(0), affinity, int(len(large)))
-    u, v, dd = np.concatenate(out_u), np.concatenate(out_v), np.concatenate(out_d)
-    order = np.lexsort((v, u))
-    pairs = np.stack([u[order], v[order]], axis=1).astype(np.int64)
-    return RegionScan(pairs, reg.region[pairs[:, 0]].astype(np.int64), dd[order], affinity, int(len(large)))
+def _scan_knn_edges(x: np.ndarray, reg: Regions, d: sp.csr_matrix | None, rows: np.ndarray, knn_idx: np.ndarray,
+                    row_chunk: int, affinity: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate I_k of the large regions (members ``rows``): only their k-NN edges are candidate
+    pairs, since a cluster pair's true closest pair may lie outside them. Fills ``affinity`` of ``rows``."""
+    n = len(x)
+    a, b = reg.a, reg.b
+    loc = np.zeros(n, dtype=np.int64)
+    eu_all, ev_all, ed_all = [], [], []
+    for s0 in range(0, len(rows), row_chunk):
+        chunk = rows[s0:s0 + row_chunk]
+        nb = np.asarray(knn_idx[chunk], dtype=np.int64)
+        eu = np.repeat(chunk, nb.shape[1])
+        ev = nb.reshape(-1)
+        ok = (ev >= 0) & (ev != eu)
+        eu, ev = eu[ok], ev[ok]
+        ok = reg.region[ev] == reg.region[eu]
+        eu, ev = eu[ok], ev[ok]
+        if d is not None:
+            pos, col, val = row_entries(d, chunk)
+            inreg = (reg.region[col] == reg.region[chunk[pos]]) & (col != chunk[pos])
+            affinity[chunk] = np.bincount(pos[inreg], weights=1.0 - val[inreg], minlength=len(chunk))
+            ekeys = pos * np.int64(n) + col
+            order = np.argsort(ekeys, kind="stable")
+            ekeys, val = ekeys[order], val[order]
+            loc[chunk] = np.arange(len(chunk))
+            q = loc[eu] * np.int64(n) + ev
+            at = np.minimum(np.searchsorted(ekeys, q), max(len(ekeys) - 1, 0))
+            hit = (ekeys[at] == q) if len(ekeys) else np.zeros(len(q), bool)
+            ed = np.where(hit, val[at] if len(ekeys) else 1.0, 1.0)
+        else:
+            ed = np.zeros(len(eu))
+        eu_all.append(eu), ev_all.append(ev), ed_all.append(ed)
+    eu, ev, ed = np.concatenate(eu_all), np.concatenate(ev_all), np.concatenate(ed_all)
+    gu, gv = np.minimum(eu, ev), np.maximum(eu, ev)
+    ekey = gu * np.int64(n) + gv
+    order = np.lexsort((ed, ekey))  # an edge seen from both ends: keep the smaller d_J
+    sel = order[first_per_group(ekey[order])]  # ... and lexicographic order
+    gu, gv, ed = gu[sel], gv[sel], ed[sel]
+    cosd = 1.0 - rowdot(x, gu, gv)
+    dist = ed if d is not None else cosd
+    sel = closest_cross_pairs(order_key(dist, cosd), gu, gv, a, b)
+    return gu[sel], gv[sel], np.asarray(dist, dtype=np.float64)[sel]
 
 
 # step D: the sampling distribution ----------------------------------------------------------------------

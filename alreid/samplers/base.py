@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import scipy.sparse as sp
 
+from alreid.clustering.jaccard import jaccard_distance
+from alreid.clustering.knn import knn_search
+from alreid.clustering.refine import refine_labels
+from alreid.clustering.settings import ClusteringSettings
+from alreid.clustering.views import dbscan_cosine, dbscan_labels, singletonize
 from alreid.constraints import ConstraintStore
 from alreid.errors import AlreidError, ConfigError
 from alreid.plugin import Configurable
@@ -39,8 +45,6 @@ class NeighbourCache:
 
     def knn(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(sims, idx) of the k nearest neighbours of every item, self first."""
-        from alreid.clustering.knn import knn_search
-
         n = self.features.shape[0]
         k = min(int(k), n)
         if self._knn is None or self._knn[1].shape[1] < k:
@@ -54,13 +58,26 @@ class NeighbourCache:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def jaccard(self, k1: int, k2: int) -> sp.csr_matrix:
+        """The sparse k-reciprocal Jaccard distance (absent entries = 1), computed once per (k1, k2)
+        from the k-NN lists (``max(k1, 32)`` of them, so later k-NN requests slice the same lists)."""
+        k1, k2 = int(k1), int(k2)
+
+        def compute() -> sp.csr_matrix:
+            return jaccard_distance(self.features, k1, k2, knn=self.knn(max(k1, 32)), index=self.index)
+
+        return self.get(("jaccard", k1, k2), compute).tocsr()
+
 
 @dataclass
 class SamplingContext:
-    """Everything a sampler may look at in one active-learning cycle.
+    """Everything a sampler may look at in one active-learning cycle (built by :func:`build_context`).
 
-    ``labels`` are the base clustering's pseudo-labels with every outlier as its own singleton id;
-    ``outliers`` marks the items the base clustering called noise (DBSCAN label -1).
+    ``labels`` are the cycle's pseudo-labels refined with every answer so far (NP3 unless the trial's
+    ``refine`` says otherwise: ``refined_with``), the same for every sampler; ``base_labels`` are the
+    base clustering's before any answer. Both give every outlier its own singleton id; ``outliers``
+    marks the items the base clustering called noise (DBSCAN label -1). ``clustering`` holds the base
+    clustering's settings (k1/k2/eps of the cycle).
     """
 
     features: np.ndarray
@@ -69,7 +86,14 @@ class SamplingContext:
     constraints: ConstraintStore
     neighbours: NeighbourCache
     cycle: int = 0
+    clustering: ClusteringSettings = field(default_factory=ClusteringSettings)
+    base_labels: np.ndarray | None = None
+    refined_with: str = "none"
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.base_labels is None:
+            self.base_labels = self.labels
 
     @property
     def n(self) -> int:
@@ -78,6 +102,26 @@ class SamplingContext:
     @property
     def n_pairs(self) -> int:
         return self.n * (self.n - 1) // 2
+
+
+def build_context(features: np.ndarray, constraints: ConstraintStore, clustering: ClusteringSettings | None = None,
+                  *, cycle: int = 1, refine: str = "np3", np3_options: dict[str, Any] | None = None,
+                  neighbours: NeighbourCache | None = None) -> SamplingContext:
+    """One cycle's sampling context: k-NN, Jaccard, the base clustering, and its labels refined with
+    the constraints so far. The one place that assembles it (the trial, ``alreid.testing`` and the
+    cycle benchmark call it), so every sampler sees the same labels computed the same way."""
+    c = clustering or ClusteringSettings()
+    z = np.ascontiguousarray(features, dtype=np.float32)
+    cache = neighbours if neighbours is not None else NeighbourCache(z, index=c.knn_index)
+    if c.method == "jaccard":
+        raw = dbscan_labels(cache.jaccard(c.k1, c.k2), eps=c.eps, min_samples=c.min_samples)
+    else:
+        raw = dbscan_cosine(z, eps=c.eps, min_samples=c.min_samples)
+    base, outliers = singletonize(raw)
+    labels = np.asarray(refine_labels(base, constraints, z, refine, np3_options))
+    return SamplingContext(features=z, labels=labels, outliers=outliers, constraints=constraints, neighbours=cache,
+                           cycle=cycle, clustering=c, base_labels=base,
+                           refined_with=refine if len(constraints) else "none")
 
 
 def check_pairs(pairs: np.ndarray, ctx: SamplingContext, budget: int, who: str = "sampler") -> np.ndarray:
@@ -127,6 +171,7 @@ class Sampler(Configurable, abc.ABC):
         """At most ``budget`` distinct pairs (m, 2), i < j, none already known or implied."""
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
             raise ConfigError(f"budget for sampler {self.name!r} must be a non-negative int; got {budget!r}")
+        self.validate_params()  # a plugin built directly (a notebook) gets the CLI's errors
         self.stats_: dict[str, Any] = {}
         if budget == 0 or ctx.n < 2:
             return np.zeros((0, 2), dtype=np.int64)

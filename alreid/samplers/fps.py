@@ -9,22 +9,15 @@ cycle ("skip a candidate and take the next one").
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from alreid.constraints import ConstraintStore
-from alreid.errors import ConfigError
+from alreid.plugin import check_choice  # noqa: F401  (re-exported: LBAS/NIS import it from here)
 
 FpsStart = Literal["central", "random"]
 FPS_STARTS = ("central", "random")
-
-
-def check_choice(owner: str, name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    """ConfigError naming the owner, the parameter, the allowed values and the received one."""
-    if not any(value == c and type(value) is type(c) for c in choices):
-        allowed = ", ".join(repr(c) for c in choices)
-        raise ConfigError(f"{owner} parameter {name} must be one of {allowed}; got {value!r}")
 
 
 def triplets_for(budget: int) -> int:

@@ -8,13 +8,12 @@ which are almost all negatives.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
+from alreid.plugin import check_choice, check_range
 from alreid.samplers.base import Sampler, SamplingContext
-from alreid.samplers.fps import FPS_STARTS, PairPicker, check_choice, farthest_point_order, ranked, triplets_for
-from alreid.plugin import check_range
+from alreid.samplers.fps import FPS_STARTS, PairPicker, farthest_point_order, ranked, triplets_for
 
 NEGATIVE_RULES = ("jaccard", "cosine_rank")
 
@@ -32,7 +31,7 @@ class GBASSampler(Sampler):
         is at least ``eps``: k-reciprocal Jaccard distance (SpCL's DBSCAN metric, so "outside the
         anchor's DBSCAN eps-ball") or plain cosine distance.
     eps : float or None, default=None
-        The ball radius; None takes the cycle's DBSCAN eps (``ctx.extras["clustering"]["eps"]``).
+        The ball radius; None takes the cycle's DBSCAN eps (``ctx.clustering.eps``).
     """
 
     name = "gbas"
@@ -52,8 +51,7 @@ class GBASSampler(Sampler):
 
     def _select(self, ctx: SamplingContext, budget: int, rng: np.random.Generator) -> np.ndarray:
         self.validate_params()
-        clustering: dict[str, Any] = ctx.extras.get("clustering", {})
-        eps = float(self.eps if self.eps is not None else clustering.get("eps", 0.6))
+        eps = float(self.eps if self.eps is not None else ctx.clustering.eps)
         jaccard = jaccard_matrix(ctx) if self.negative_rule == "jaccard" else None
         picker = PairPicker(ctx.constraints)
         want = triplets_for(budget)
@@ -83,18 +81,6 @@ class GBASSampler(Sampler):
 
 
 def jaccard_matrix(ctx: SamplingContext):  # -> scipy.sparse.csr_matrix
-    """The cycle's sparse k-reciprocal Jaccard distance (absent entries = 1), computed if missing.
-
-    The trial caches it when the base clustering is Jaccard DBSCAN; with cosine DBSCAN it is built
-    here with the clustering's k1/k2 and memoised in the cycle's neighbour cache for other samplers.
-    """
-    c = ctx.extras.get("clustering", {})
-    k1, k2 = int(c.get("k1", 30)), int(c.get("k2", 6))
-
-    def compute():
-        from alreid.clustering.jaccard import jaccard_distance
-
-        return jaccard_distance(ctx.features, k1=k1, k2=k2, knn=ctx.neighbours.knn(max(k1, 32)),
-                                index=c.get("knn_index", "exact"))
-
-    return ctx.neighbours.get(("jaccard", k1, k2), compute).tocsr()
+    """The cycle's sparse k-reciprocal Jaccard distance (absent entries = 1), from the neighbour cache
+    (already there after a Jaccard base clustering; built with the clustering's k1/k2 otherwise)."""
+    return ctx.neighbours.jaccard(ctx.clustering.k1, ctx.clustering.k2)

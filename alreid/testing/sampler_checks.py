@@ -8,23 +8,20 @@ from typing import Any
 import numpy as np
 
 from alreid.constraints import ConstraintStore
-from alreid.samplers.base import NeighbourCache, Sampler, SamplingContext
+from alreid.clustering.settings import ClusteringSettings
+from alreid.registry import SAMPLERS
+from alreid.samplers.base import Sampler, SamplingContext, build_context
 
 
 def make_context(n_ids: int = 12, per_id: int = 8, dim: int = 16, *, seed: int = 0, n_answers: int = 40,
-                 clustering: str = "jaccard") -> tuple[SamplingContext, np.ndarray]:
-    """A small clustered problem with a realistic base clustering and some answers already known."""
-    from alreid.clustering.views import base_clustering
-
+                 clustering: str = "jaccard", refine: str = "np3") -> tuple[SamplingContext, np.ndarray]:
+    """A small clustered problem with some answers already known, in the context a trial builds
+    (:func:`~alreid.samplers.base.build_context`: Jaccard k1=10/k2=3, DBSCAN, labels refined by ``refine``)."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((n_ids, dim))
     ids = np.repeat(np.arange(n_ids), per_id)
     x = centres[ids] + 0.6 * rng.standard_normal((len(ids), dim))
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    cache = NeighbourCache(x)
-    labels, outliers, dist = base_clustering(x, method=clustering, k1=10, k2=3, knn=cache.knn(32))
-    if dist is not None:
-        cache.get(("jaccard", 10, 3), lambda: dist)
     store = ConstraintStore(len(ids))
     asked = 0
     while asked < n_answers:
@@ -32,10 +29,8 @@ def make_context(n_ids: int = 12, per_id: int = 8, dim: int = 16, *, seed: int =
         if store.implied(u, v) == 0:
             store.add(int(u), int(v), bool(ids[u] == ids[v]))
             asked += 1
-    ctx = SamplingContext(features=x, labels=labels, outliers=outliers, constraints=store, neighbours=cache,
-                          cycle=1, extras={"clustering": {"method": clustering, "k1": 10, "k2": 3, "eps": 0.6,
-                                                          "min_samples": 4, "knn_index": "exact"}})
-    return ctx, ids
+    settings = ClusteringSettings(method=clustering, k1=10, k2=3)
+    return build_context(x, store, settings, cycle=1, refine=refine), ids
 
 
 def _select(sampler: Sampler, ctx: SamplingContext, budget: int, seed: int) -> np.ndarray:
@@ -44,8 +39,6 @@ def _select(sampler: Sampler, ctx: SamplingContext, budget: int, seed: int) -> n
 
 def check_sampler(sampler: str | type[Sampler] | Sampler, params: dict[str, Any] | None = None) -> None:
     """Raise AssertionError when a sampler breaks the contract every sampler must honour."""
-    from alreid.registry import SAMPLERS
-
     if isinstance(sampler, Sampler):
         cls, params = type(sampler), sampler.get_params()
     else:

@@ -29,7 +29,7 @@ class CycleInput:
     pseudo_labels: np.ndarray
     constraints: ConstraintStore
     refine: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (labels, features) -> labels honouring constraints
-    identities: np.ndarray | None = None  # ground truth of the pool, for the skyline row only
+    identities: np.ndarray | None = None  # ground truth of the pool: only for trainers with needs_identities
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -42,6 +42,10 @@ class Trainer(Configurable, abc.ABC):
     version: str = "1"
     #: True when the trainer reads images (it needs a dataset with a root and paths)
     needs_images: bool = False
+    #: True only for trainers that train on ground truth (skyline rows): the trial then passes the pool's
+    #: identities in ``CycleInput.identities`` and the dataset with its identity column; every other
+    #: trainer gets ``identities=None`` and a dataset whose identities all read 'unknown'
+    needs_identities: bool = False
 
     @abc.abstractmethod
     def setup(self, dataset: ReidDataset, *, seed: int) -> None:
@@ -50,6 +54,11 @@ class Trainer(Configurable, abc.ABC):
     @abc.abstractmethod
     def embed(self) -> np.ndarray:
         """L2-normalised embeddings of every dataset row, float32 (n, d)."""
+
+    def planned_cycles(self) -> int | None:
+        """Active-learning cycles this trainer's schedule implies (None: no opinion, the default 5 applies).
+        Used by ``alreid run`` and ``alreid bench`` when cycles are not given."""
+        return None
 
     def sampling_features(self, train_idx: np.ndarray) -> np.ndarray:
         """What the base clustering and the sampler see for the pool; SpCL overrides it with its memory."""

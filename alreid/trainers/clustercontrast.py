@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from alreid.trainers.image_training import ImageTrainer, RandomMultipleGallerySampler
+from alreid.clustering.jaccard import jaccard_distance
+from alreid.clustering.views import dbscan_labels, singletonize
 from alreid.trainers.base import CycleInput
 from alreid.plugin import check_range
 
@@ -63,9 +65,6 @@ class ClusterMemory:
 def cc_pseudo_labels(features: np.ndarray, refine, *, eps: float, min_samples: int, k1: int, k2: int
                      ) -> tuple[np.ndarray, dict]:
     """Cluster ids per pool position after NP3; -1 marks points left alone (trained on by no one)."""
-    from alreid.clustering.jaccard import jaccard_distance
-    from alreid.clustering.views import dbscan_labels, singletonize
-
     t0 = time.perf_counter()
     labels, _ = singletonize(dbscan_labels(jaccard_distance(features, k1, k2), eps=eps, min_samples=min_samples))
     if refine is not None:

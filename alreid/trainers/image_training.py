@@ -10,6 +10,7 @@ the trial's "evaluate after cycle c" and "cluster before cycle c+1" share one ex
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from typing import Any, Callable, ClassVar, Iterator
@@ -17,12 +18,18 @@ from typing import Any, Callable, ClassVar, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from alreid.datasets.base import ReidDataset
 from alreid.datasets.images import ImageStore
-from alreid.errors import DatasetError
-from alreid.trainers.base import CycleInput, Trainer
+from alreid.datasets.metadata import dataset_fingerprint
+from alreid.models.backbones import backbone_class, build_backbone
+from alreid.models.features import autocast, cache_key, extract_features, load_cached, pick_device, save_cached
+from alreid.models.head import torch_threads
+from alreid.models.transforms import InputSpec, TrainAugment, parse_size
+from alreid.errors import ConfigError, DatasetError
 from alreid.plugin import check_range
+from alreid.trainers.base import CycleInput, Trainer
 
 class RandomMultipleGallerySampler:
     """SpCL's identity-balanced sampler over pseudo-labels (spec 4.4 step 4).
@@ -119,22 +126,14 @@ class ImageTrainer(Trainer):
     }
 
     # parameters ---------------------------------------------------------------------------------
-
     def validate_params(self) -> None:
-        from alreid.errors import ConfigError
-        from alreid.models.transforms import parse_size
-        from alreid.registry import BACKBONES
-
         owner = f"trainer {self.name!r}"
-        from alreid.models.backbones import backbone_class
-
         backbone_class(self.backbone)  # an unknown name (NAME or NAME:VARIANT) raises with the choices
         if self.image_size != "auto":  # auto: the backbone's own input size (MegaDescriptor, MiewID)
             parse_size(self.image_size)
         check_range(owner, "epochs", self.epochs, 0, integer=True)
         check_range(owner, "al_every", self.al_every, 1, integer=True)
         if isinstance(self.iters, str) and self.iters != ONE_PASS:
-            from alreid.errors import ConfigError
 
             raise ConfigError(f"{owner} parameter iters must be a positive integer, {ONE_PASS!r} (one pass over the "
                               f"pool, for CPU smoke runs) or null (the official {self.spec_iters}); got {self.iters!r}")
@@ -162,10 +161,6 @@ class ImageTrainer(Trainer):
 
     # setup and embedding ------------------------------------------------------------------------
     def setup(self, dataset: ReidDataset, *, seed: int) -> None:
-        from alreid.models.backbones import build_backbone
-        from alreid.models.features import pick_device
-        from alreid.models.transforms import InputSpec, TrainAugment, parse_size
-
         if dataset.root is None or "path" not in dataset.metadata.columns:
             raise DatasetError(
                 f"trainer {self.name!r} reads images, but dataset {dataset.name!r} has no image root/path column; "
@@ -208,8 +203,6 @@ class ImageTrainer(Trainer):
         return int(model.cpu_frozen_stages)
 
     def _threads(self):
-        from alreid.models.head import torch_threads
-
         return torch_threads(self.threads)
 
     def embed(self) -> np.ndarray:
@@ -222,12 +215,8 @@ class ImageTrainer(Trainer):
         return feats.copy()
 
     def _extract_all(self) -> np.ndarray:
-        from alreid.models.features import cache_key, extract_features, load_cached, save_cached
-
         key = None
         if self.version_ == 0 and self.cache_features and self.model_.weights_id != "random":
-            from alreid.datasets.metadata import dataset_fingerprint
-
             desc = dict(self.model_.describe(), neck="bn-identity")
             key = cache_key(dataset_fingerprint(self.dataset_), desc, self.spec_)
             hit = load_cached(key, self.dataset_.n)
@@ -264,11 +253,13 @@ class ImageTrainer(Trainer):
     def _decode_workers(self) -> int:
         """Threads decoding cache misses: a GPU step is fast enough for decoding to be the bottleneck,
         while on a CPU the cores are busy with the network (and the first pass fills the cache)."""
-        import os
-
         return min(8, os.cpu_count() or 1) if self.device_.type == "cuda" else 1
 
     # schedule -----------------------------------------------------------------------------------
+    def planned_cycles(self) -> int:
+        """cycles x al_every = epochs (the paper: 50 epochs, sampling every 10 -> 5 cycles)."""
+        return math.ceil(int(self.epochs) / int(self.al_every))
+
     def cycle_epochs(self) -> int:
         """Epochs this cycle: ``al_every`` until ``epochs`` are used up (then 0, with a warning)."""
         left = int(self.epochs) - self.epochs_done_
@@ -295,8 +286,6 @@ class ImageTrainer(Trainer):
                     after_step: Callable[[torch.Tensor, torch.Tensor], None] | None,
                     gen: torch.Generator, desc: str) -> dict[str, float]:
         """``n_iters`` steps; ``batches`` yields pool positions, ``loss_fn(f, pos)`` gets normalised embeddings."""
-        from alreid.models.features import autocast
-
         model, dev = self.model_, self.device_
         model.train()
         losses: list[float] = []
@@ -304,8 +293,6 @@ class ImageTrainer(Trainer):
         t0 = time.perf_counter()
         bar = None
         if self.progress:
-            from tqdm import tqdm
-
             bar = tqdm(total=n_iters, desc=desc, unit="it", leave=False, mininterval=1.0)
         for _ in range(n_iters):
             pos = next(batches)

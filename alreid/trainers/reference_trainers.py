@@ -36,6 +36,7 @@ class SkylineTrainer(SpCLTrainer):
 
     name = "skyline"
     description = "SpCL network/loss trained on ground-truth identities (100% labels; the table's skyline row)"
+    needs_identities = True
     #: SpCL's training settings without its clustering ones (no clustering here; SpCL's defaults stay class attributes)
     param_defaults = dict(ImageTrainer.param_defaults)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -56,7 +57,8 @@ def test_paper_table1_config_parses():
     cfg = load_experiment(CONFIGS / "paper_table1.yaml")
     plan = plan_experiment(cfg, check_plugins=False)  # spcl/clustercontrast need torch image models
     assert len(cfg.datasets) == 13 and cfg.seed_list() == [0, 1, 2, 3] and cfg.cycles == 5
-    assert set(plan.labels) == {"spcl", "clustercontrast", "random", "gbas", "lbas", "nis", "aas"}
+    assert set(plan.labels) == {"baseline", "skyline", "megadescriptor", "miewid", "ice", "pplr", "clustercontrast",
+                                "rtmem", "purification", "spcl", "random", "gbas", "lbas", "nis", "aas"}
     cc = next(t for t in plan.trials if t.label == "clustercontrast")
     assert cc.trial["trainer"] == "clustercontrast" and cc.trial["method"] == "none"
     assert all(t.resources["gpu"] > 0 for t in plan.trials)
@@ -270,3 +272,63 @@ def test_dataset_spec_parses_once_for_every_adapter():
         parse_dataset("metadata:/d?colour=red")
     with pytest.raises(DatasetError, match="wildlife:ClassName:ROOT"):
         parse_dataset("wildlife:/only/a/root")
+
+
+# ------------------------------------------------------------------------------------ checks before Ray (issue 9)
+def test_image_trainer_on_features_only_dataset_exits_2_before_ray(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    path = write(tmp_path, {**BASE, "datasets": ["embeddings:/no/such/zoo"], "trainer": "spcl"})
+    script = ("import sys; from alreid.cli import main; rc = main(['bench', sys.argv[1], '--no-mlflow']); "
+              "assert 'ray' not in sys.modules, 'ray was imported'; sys.exit(rc)")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "embeddings:/no/such/zoo" in lines[0] and "'spcl'" in lines[0]
+    assert "use an image dataset" in lines[0] and "trainer: head" in lines[0]
+    assert time.monotonic() - t0 < 60
+
+
+def test_cycles_follow_the_trainer_schedule_unless_given(tmp_path):
+    img = ["metadata:/data/zoo"]
+    cfg = {k: v for k, v in BASE.items() if k != "cycles"}
+    plan = load_plan(write(tmp_path, {**cfg, "datasets": img, "methods": ["random"], "trainer": "spcl",
+                                      "trainer_params": {"epochs": 30, "al_every": 4}}, "b.yaml"))
+    assert {t.trial["cycles"] for t in plan.trials} == {8}  # ceil(30 / 4)
+    plan = load_plan(write(tmp_path, {**cfg, "datasets": img, "methods": ["random"], "trainer": "spcl",
+                                      "trainer_params": {"epochs": 30, "al_every": 4}, "cycles": 2}, "c.yaml"))
+    assert {t.trial["cycles"] for t in plan.trials} == {2}  # given: kept
+    plan = load_plan(write(tmp_path, {**cfg, "methods": ["random"]}, "d.yaml"))
+    assert {t.trial["cycles"] for t in plan.trials} == {5}  # head: no schedule, the default
+
+
+def test_sampler_built_directly_is_validated_at_select():
+    from alreid.samplers.aas import AASSampler
+    from alreid.testing.sampler_checks import make_context
+
+    ctx, _ = make_context()
+    with pytest.raises(ConfigError, match="epsilon"):
+        AASSampler(epsilon=7.0).select(ctx, 5, np.random.default_rng(0))
+
+
+def test_overrides_are_validated_again(tmp_path):
+    from alreid.harness.experiment import apply_overrides
+
+    cfg = load_experiment(write(tmp_path, BASE))
+    with pytest.raises(ConfigError, match="max_concurrent"):
+        apply_overrides(cfg, max_concurrent=0)
+
+
+def test_dry_run_prints_the_planned_trials_and_starts_nothing(tmp_path, capsys):
+    path = write(tmp_path, {**BASE, "storage_path": str(tmp_path / "res"),
+                            "sweep": {"params": {"budget_fraction": [0.001, 0.005]}}})
+    assert cli_main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("t: 8 trials") and lines[1].split() == ["dataset", "row", "trainer", "seed", "cycles",
+                                                                       "budget_fraction"]
+    assert sum("random[budget_fraction=0.005]" in ln and ln.split()[-1] == "0.005" for ln in lines) == 2
+    assert not (tmp_path / "res").exists()  # no results folder, no Ray, no MLflow

@@ -116,8 +116,7 @@ def test_figure1_probabilities_by_hand():
 def fig_context(store: ConstraintStore | None = None) -> SamplingContext:
     x = circle(FIG_ANGLES)
     return SamplingContext(features=x, labels=FIG_A.copy(), outliers=FIG_OUT.copy(),
-                           constraints=store or ConstraintStore(len(x)), neighbours=NeighbourCache(x),
-                           extras={"clustering": {"k1": 30, "k2": 6}})
+                           constraints=store or ConstraintStore(len(x)), neighbours=NeighbourCache(x))
 
 
 def fig_sampler(monkeypatch, **kw) -> AASSampler:

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from alreid.constraints import ConstraintStore
 from alreid.errors import ConfigError
+from alreid.clustering.settings import ClusteringSettings
 from alreid.samplers.base import NeighbourCache, SamplingContext
 from alreid.samplers.gbas import GBASSampler
 
@@ -35,8 +36,7 @@ def context(x: np.ndarray, labels: np.ndarray, outliers: np.ndarray | None = Non
         cache.get(("jaccard", 30, 6), lambda: jaccard)
     store = ConstraintStore(n) if store is None else store
     return SamplingContext(features=x, labels=labels, outliers=outliers, constraints=store, neighbours=cache, cycle=1,
-                           extras={"clustering": {"method": "jaccard", "k1": 30, "k2": 6, "eps": eps,
-                                                  "min_samples": 4, "knn_index": "exact"}})
+                           clustering=ClusteringSettings(eps=eps))
 
 
 def triplets(pairs: np.ndarray) -> list[tuple[int, int, int]]:
