@@ -171,17 +171,17 @@ class Tracker:
                                          "experiment_name": self.experiment_name,
                                          "parent_run_id": self.parent_id, "runs": self.runs})
 
-    def _reopen(self, run_id: str) -> bool:
-        """Set a terminated run back to RUNNING; False when it no longer exists."""
+    def _reopen(self, run_id: str) -> Any:
+        """Set a terminated run back to RUNNING and return it; None when it no longer exists."""
         try:
             run = self.client.get_run(run_id)
         except Exception:  # deleted or from another store
-            return False
+            return None
         if run.info.lifecycle_stage == "deleted":
-            return False
+            return None
         if run.info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
-        return True
+        return run
 
     def start(self, *, run_name: str, params: dict[str, Any], resume: bool) -> str:
         """Create (or, on resume, reopen) the parent run and remember the trial runs it already has."""
@@ -194,6 +194,11 @@ class Tracker:
         if parent and self._reopen(parent):
             self.parent_id = parent
             self.runs = {k: r for k, r in state.get("runs", {}).items()}
+            # a driver killed between creating a trial's run and saving its state left a run we must reuse
+            for run in self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"):
+                key = run.data.tags.get("alreid.trial_key")
+                if key and key not in self.runs:
+                    self.runs[key] = run.info.run_id
         else:
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=self.tags)
             self.parent_id = run.info.run_id
@@ -216,8 +221,12 @@ class Tracker:
         key = spec["key"]
         run_id = self.runs.get(key)
         if run_id is not None and run_id not in self._open:
-            if self._reopen(run_id):
+            run = self._reopen(run_id)
+            if run is not None:
                 self._open.add(run_id)
+                missing = {k: v for k, v in trial_params(spec).items() if k not in run.data.params}
+                if missing:  # created by a driver killed before it could log them
+                    self._log_params(run_id, missing)
             else:
                 run_id = None
         if run_id is None:
@@ -225,11 +234,11 @@ class Tracker:
                     "alreid.label": spec["label"], "ray.trial_id": ray_trial_id}
             run = self.client.create_run(self.experiment_id, run_name=key, tags=tags)
             run_id = run.info.run_id
-            self._log_params(run_id, trial_params(spec))
             self.runs[key] = run_id
+            self._save_state()  # at once: a driver killed from here on leaves a run its successor reuses
             self._logged[run_id] = set()
             self._open.add(run_id)
-            self._save_state()
+            self._log_params(run_id, trial_params(spec))
         return run_id
 
     def _logged_steps(self, run_id: str) -> set[int]:

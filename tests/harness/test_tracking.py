@@ -273,3 +273,18 @@ def test_finish_logs_what_an_outage_kept_out_once_the_server_is_back(tmp_path, u
         assert run.info.status == "FINISHED" and steps(client, run.info.run_id) == [0, 1, 2]
         assert run.data.params["params.epsilon"] == "0.4"  # the params the outage kept out, too
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_resume_reuses_a_run_its_killed_predecessor_created_but_never_recorded(tmp_path, uri):
+    first = Tracker(uri, "exp", tmp_path / "res", flush_every_s=3600)
+    parent = first.start(run_name="exp", params={}, resume=False)
+    client = MlflowClient(uri)
+    # SIGKILL right after create_run: the run exists (tags come with creation), mlflow.json does not know it
+    orphan = client.create_run(first.experiment_id, run_name=SPEC["key"],
+                               tags={"mlflow.parentRunId": parent, "alreid.trial_key": SPEC["key"]}).info.run_id
+    second = Tracker(uri, "exp", tmp_path / "res", flush_every_s=3600)
+    assert second.start(run_name="exp", params={}, resume=True) == parent
+    second.finish_trial(SPEC, status="FINISHED", records=pd.DataFrame([rec(c) for c in range(3)]))
+    assert children(client, second) == [(orphan, "FINISHED")]
+    assert steps(client, orphan) == [0, 1, 2]
+    assert client.get_run(orphan).data.params["params.epsilon"] == "0.4"  # params it never got, logged now
