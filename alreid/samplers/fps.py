@@ -70,7 +70,11 @@ def ranked(scores: np.ndarray, *, first: int = 64) -> Iterator[np.ndarray]:
         return
     s = scores[valid]
     if len(valid) > first:
-        top = np.argpartition(-s, first - 1)[:first]
+        # argpartition picks an arbitrary subset of the scores tied at the boundary: take every score above
+        # the first-th largest, then the tied ones by index (valid is ascending), so ties stay by index
+        kth = -np.partition(-s, first - 1)[first - 1]
+        above = np.flatnonzero(s > kth)
+        top = np.concatenate([above, np.flatnonzero(s == kth)[:first - len(above)]])
         top = top[np.lexsort((valid[top], -s[top]))]  # ties by index: deterministic
         yield valid[top]
         rest = np.ones(len(valid), dtype=bool)
