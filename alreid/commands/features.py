@@ -28,14 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "(embeddings format: metadata.csv + features.npz)")
     add_dataset_arguments(p)
     p.add_argument("--backbone", default="efficientnet_lite0",
-                   help="backbone name (efficientnet_lite0, resnet50, tiny)")
+                   help="backbone name (efficientnet_lite0, resnet50, tiny, megadescriptor[:VARIANT], miewid[:VARIANT])")
     p.add_argument("--weights", default="imagenet",
                    help="imagenet (packaged/cached ImageNet weights), a checkpoint FILE, or none (random init)")
     p.add_argument("--image-size", default=None, metavar="S|HxW",
                    help="input size (default: the backbone's: 224 for efficientnet_lite0, 256x128 for resnet50)")
     p.add_argument("--resize", choices=["squash", "center_crop"], default="squash",
                    help="squash = stretch to the size (re-ID test transform); center_crop = ImageNet-style")
-    p.add_argument("--pooling", choices=["avg", "gem"], default="avg")
+    p.add_argument("--pooling", choices=["avg", "gem", "auto"], default="auto",
+                   help="auto = the backbone's own (GeM for miewid, average otherwise)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -98,7 +99,7 @@ def main_features(args: argparse.Namespace) -> int:
     write_embeddings(out, ds.metadata, feats, {
         "dataset": spec, "dataset_name": ds.name, "image_root": str(Path(ds.root).resolve()), "n": int(ds.n),
         "dim": int(feats.shape[1]), "backbone": args.backbone, "weights": model.weights_id,
-        "pooling": args.pooling, "transform": ispec.key(), "device": str(device), "cache_key": key})
+        "pooling": model.pooling, "transform": ispec.key(), "device": str(device), "cache_key": key})
     print(f"{ds.n} x {feats.shape[1]} features of {ds.name} ({args.backbone}, {model.weights_id}, "
           f"{size[0]}x{size[1]} {args.resize}){' from the cache' if cached else ''} -> {out}")
     print(f"use them with: alreid run --dataset embeddings:{out}")
