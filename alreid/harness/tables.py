@@ -24,10 +24,12 @@ from alreid.harness import stats
 
 #: the table's columns: the metrics (:data:`alreid.harness.stats.TABLE_METRICS`), then what each method spent:
 #: pairs asked as a percent of all pairs, and pairs asked / budget offered (did it use the budget it was given?)
-METRIC_COLUMNS = [*stats.TABLE_METRICS, "budget_used_pct", stats.SPENT_COLUMN]
+METRIC_COLUMNS = [*stats.TABLE_METRICS, "budget_used_pct", stats.SPENT_COLUMN, "gap_closed"]
+#: the rows that bound "gap closed": 100 x (row - none) / (skyline - none) of the final mAP, per dataset
+GAP_LOW, GAP_HIGH, GAP_METRIC = "none", "skyline", "mAP"
 HEADERS = {"mAP": "mAP", "mINP": "mINP", "BAKS": "BAKS", "AUC": "AUC", "top1": "Top-1", "top3": "Top-3",
            "top5": "Top-5", "top10": "Top-10", "budget_used_pct": "budget (%)",
-           stats.SPENT_COLUMN: "asked/budget (%)"}
+           stats.SPENT_COLUMN: "asked/budget (%)", "gap_closed": "gap closed (%)"}
 #: Columns that are a cost, not a score: never marked best.
 UNRANKED = frozenset({"budget_used_pct", stats.SPENT_COLUMN})
 
@@ -35,6 +37,20 @@ UNRANKED = frozenset({"budget_used_pct", stats.SPENT_COLUMN})
 # --------------------------------------------------------------------------------------- numbers
 def _scaled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda col: col * stats.display_scale(str(col.name)))
+
+
+def add_gap_closed(scores: pd.DataFrame) -> bool:
+    """Add ``gap_closed`` to per-seed scores: 100 x (score - none) / (skyline - none) of :data:`GAP_METRIC`,
+    where none and skyline are that dataset's seed means; NaN on a dataset where the skyline is not above
+    none. False (nothing added) unless both reference rows and the metric are there."""
+    if GAP_METRIC not in scores.columns or not {GAP_LOW, GAP_HIGH} <= set(scores["method"].astype(str)):
+        return False
+    ref = scores.groupby(["dataset", "method"], sort=False)[GAP_METRIC].mean()
+    low = scores["dataset"].map(lambda d: ref.get((d, GAP_LOW), math.nan))
+    high = scores["dataset"].map(lambda d: ref.get((d, GAP_HIGH), math.nan))
+    span = (high - low).where(high - low > 1e-12)
+    scores["gap_closed"] = 100.0 * (scores[GAP_METRIC] - low) / span
+    return True
 
 
 def summary_table(records: pd.DataFrame, cycle: str | int = "last") -> pd.DataFrame:
@@ -50,6 +66,8 @@ def summary_table(records: pd.DataFrame, cycle: str | int = "last") -> pd.DataFr
         raise AlreidError(f"the records have none of the metric columns {', '.join(METRIC_COLUMNS)}")
     scores = stats.seed_scores(records, present, cycle)
     scores[present] = _scaled(scores[present])
+    if add_gap_closed(scores):
+        present = present + ["gap_closed"]
     methods = list(pd.unique(scores["method"]))
     per_ds = scores.groupby(["dataset", "method"], sort=False)[present].mean().reset_index()
     source = scores if scores["dataset"].nunique() == 1 else per_ds
@@ -421,13 +439,25 @@ def write_report(records: pd.DataFrame, out_dir: str | Path, *, reference: str =
     paths["significance.csv"] = out / "significance.csv"
 
     curve_name = f"curves_{metric}.png"
-    paths[curve_name] = plots.plot_curves(stats.curve_summary(records, metric), out / curve_name,
-                                          ylabel=metric + (" (%)" if stats.display_scale(metric) == 100 else ""),
-                                          title=f"{metric} per AL cycle")
+    ylabel = metric + (" (%)" if stats.display_scale(metric) == 100 else "")
+    several = records["dataset"].astype(str).nunique() > 1  # then one panel per dataset, never a cross-dataset band
+    if several:
+        paths[curve_name] = plots.plot_curve_panels(plots.curves_by_dataset(records, metric), out / curve_name,
+                                                    ylabel=ylabel, title=f"{metric} per AL cycle")
+    else:
+        paths[curve_name] = plots.plot_curves(stats.curve_summary(records, metric), out / curve_name,
+                                              ylabel=ylabel, title=f"{metric} per AL cycle")
     if "budget_used_pct" in records.columns:
-        paths["curves_budget.png"] = plots.plot_curves(stats.curve_summary(records, "budget_used_pct"),
-                                                       out / "curves_budget.png", ylabel="budget used (% of all pairs)",
-                                                       title="annotation budget per AL cycle")
+        draw = plots.plot_curve_panels if several else plots.plot_curves
+        curves = (plots.curves_by_dataset if several else stats.curve_summary)(records, "budget_used_pct")
+        paths["curves_budget.png"] = draw(curves, out / "curves_budget.png", ylabel="budget used (% of all pairs)",
+                                          title="annotation budget per AL cycle")
+        if "budget_fraction" in records.columns and records["budget_fraction"].nunique() > 1:
+            eff = plots.label_efficiency_frame(records, metric)
+            eff.to_csv(out / "label_efficiency.csv", index=False)
+            paths["label_efficiency.csv"] = out / "label_efficiency.csv"
+            paths["label_efficiency.png"] = plots.plot_label_efficiency(eff, out / "label_efficiency.png",
+                                                                        ylabel=f"final {ylabel}")
     else:
         notes.append("no budget curve: the records lack 'budget_used_pct'")
     return Report(out_dir=out, paths=paths, summary=summary, summary_markdown=md,

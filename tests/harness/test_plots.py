@@ -89,3 +89,51 @@ def test_curve_panels_one_axis_per_dataset(tmp_path) -> None:
     assert final["std"] == pytest.approx(math.sqrt(0.5))
     path = plots.plot_curve_panels(panels, tmp_path / "c.png", ylabel="mAP (%)")
     assert path.stat().st_size > 0
+
+
+def _gap_records() -> pd.DataFrame:
+    """Final mAP per (dataset, row, seed): A: none .09/.11, skyline .30/.30, aas .19/.21;
+    B: none .50/.50, skyline .60/.60, aas .58/.58 -> gap closed by aas: A 50 %, B 80 %."""
+    final = {("A", "none"): (0.09, 0.11), ("A", "skyline"): (0.30, 0.30), ("A", "aas"): (0.19, 0.21),
+             ("B", "none"): (0.50, 0.50), ("B", "skyline"): (0.60, 0.60), ("B", "aas"): (0.58, 0.58)}
+    rows = []
+    for (ds, label), vals in final.items():
+        for seed, v in enumerate(vals):
+            for cycle in (0, 1):
+                rows.append({"dataset": ds, "method": "none" if label != "aas" else "aas", "label": label,
+                             "seed": seed, "cycle": cycle, "mAP": v if cycle == 1 else 0.05,
+                             "budget_used_pct": 0.02 * cycle if label == "aas" else 0.0})
+    return pd.DataFrame(rows)
+
+
+def test_gap_closed_column_by_hand():
+    from alreid.harness.tables import summary_table
+
+    s = summary_table(_gap_records())
+    assert s.at["aas", "gap_closed"] == pytest.approx(65.0)  # mean over datasets of 50 and 80
+    assert s.at["aas", "gap_closed_std"] == pytest.approx(float(np.std([50, 80], ddof=1)))
+    assert s.at["none", "gap_closed"] == pytest.approx(0.0)
+    assert s.at["skyline", "gap_closed"] == pytest.approx(100.0)
+
+
+def test_no_gap_column_without_both_reference_rows():
+    from alreid.harness.tables import summary_table
+
+    recs = _gap_records()
+    s = summary_table(recs[recs["label"] != "skyline"])
+    assert s["gap_closed"].isna().all()
+
+
+def test_report_draws_panels_and_the_label_efficiency_figure(tmp_path, monkeypatch):
+    from alreid.harness.tables import write_report
+
+    drawn = []
+    real = plots.plot_curve_panels
+    monkeypatch.setattr(plots, "plot_curve_panels", lambda panels, path, **kw: drawn.append(list(panels)) or real(
+        panels, path, **kw))
+    report = write_report(_records(), tmp_path, reference="aas")
+    assert drawn == [["lion", "dogs"], ["lion", "dogs"]]  # mAP and budget curves: one panel per dataset
+    assert "label_efficiency.png" in report.paths and "label_efficiency.csv" in report.paths
+    eff = pd.read_csv(tmp_path / "label_efficiency.csv")
+    assert set(eff["dataset"]) == {"lion", "dogs"} and set(eff["line"]) == {"none", "random", "aas", "skyline"}
+    assert "gap closed (%)" in (tmp_path / "summary.md").read_text()
