@@ -27,11 +27,19 @@ from alreid.trainers.usl_common import USLTrainer, cluster_means, clustered_labe
 
 
 # pure functions ------------------------------------------------------------------------------------
-def knn_sets(features: np.ndarray, k: int) -> np.ndarray:
-    """(n, k) indices of each row's k nearest neighbours by cosine similarity, itself excluded."""
-    sims = features @ features.T
-    np.fill_diagonal(sims, -np.inf)
-    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+def knn_sets(features: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """(n, k) indices of each row's k nearest neighbours by cosine similarity, itself excluded; rows in chunks,
+    so 10,000 images never hold an n x n matrix."""
+    x = np.asarray(features, dtype=np.float32)
+    out = np.empty((len(x), k), dtype=np.int64)
+    for lo in range(0, len(x), chunk):
+        sims = x[lo:lo + chunk] @ x.T
+        rows = np.arange(len(sims))
+        sims[rows, lo + rows] = -np.inf
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(x) else np.tile(np.arange(len(x)), (len(sims), 1))
+        order = np.argsort(-np.take_along_axis(sims, part, 1), axis=1, kind="stable")
+        out[lo:lo + chunk] = np.take_along_axis(part, order, 1)[:, :k]
+    return out
 
 
 def cross_agreement(global_feats: np.ndarray, part_feats: list[np.ndarray], k: int = 20) -> np.ndarray:

@@ -47,10 +47,20 @@ def test_hybrid_memory_momentum_update_by_hand():
 
 
 def test_hybrid_memory_gradient_reaches_only_the_batch():
-    mem = HybridMemory(torch.tensor(M, dtype=torch.float32), LABELS)
+    """dL/df_b = (sum_k p_bk c_k - c_{y_b}) / (tau B), c_k = mean memory of class k, p = softmax(C f_b / tau)."""
+    tau = 0.05
+    mem = HybridMemory(torch.tensor(M, dtype=torch.float32), LABELS, temperature=tau)
     f = torch.tensor(F_BATCH, dtype=torch.float32, requires_grad=True)
     mem.loss(f, torch.tensor(IDX)).backward()
-    assert f.grad is not None and not mem.features.requires_grad
+    assert not mem.features.requires_grad  # the memory moves only by the momentum update
+    cents = np.stack([M[LABELS == c].mean(axis=0) for c in range(3)])
+    want = []
+    for fb, i in zip(F_BATCH, IDX):
+        logits = cents @ fb / tau
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        want.append((p @ cents - cents[LABELS[i]]) / (tau * len(IDX)))
+    np.testing.assert_allclose(f.grad.numpy(), np.stack(want), rtol=1e-4, atol=1e-6)
 
 
 def test_cluster_memory_by_hand():

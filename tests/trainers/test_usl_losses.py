@@ -279,3 +279,17 @@ def test_stripes_follow_adaptive_pooling_bounds():
     want = torch.nn.functional.adaptive_avg_pool2d(x, (3, 1)).flatten()
     got = torch.stack([x[:, :, lo:hi].mean() for lo, hi in stripe_bounds(16, 3)])
     assert torch.allclose(got, want)
+
+
+def test_pplr_knn_sets_in_chunks_match_a_full_sort():
+    from alreid.trainers.pplr import knn_sets
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    want = np.argsort(-sims, axis=1)[:, :7]
+    got = knn_sets(x, 7, chunk=16)
+    assert all(set(a) == set(b) for a, b in zip(got, want))
+    assert not any(i in row for i, row in enumerate(got))  # itself excluded
