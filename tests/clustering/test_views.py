@@ -144,11 +144,24 @@ def test_finch_is_quiet(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == ""
 
 
+def finch_next_level(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Brute-force FINCH step (spec 6.1 step 3): each cluster becomes the mean of its members' original
+    vectors; the 1-NN components of the means (exact cosine) merge clusters; mapped back to points."""
+    _, inv = np.unique(labels, return_inverse=True)
+    means = np.zeros((inv.max() + 1, x.shape[1]))
+    np.add.at(means, inv, x.astype(np.float64))
+    means /= np.bincount(inv)[:, None]
+    return one_nn_components(means / np.linalg.norm(means, axis=1, keepdims=True))[inv]
+
+
 def test_finch_higher_levels_with_initial_rank_run_without_pynndescent() -> None:
     x, _ = clustered(3000, dim=8, n_ids=100, seed=8)
     _, idx = knn_search(x, 2)
-    lab = finch_labels(x, level=1, initial_rank=idx, exact_max=200)  # level-1 means above exact_max
     level0 = first_partition(idx[:, 1])
-    assert len(np.unique(lab)) < len(np.unique(level0))
-    # level 1 coarsens level 0: every level-0 cluster lies inside one level-1 cluster
-    assert len(np.unique(np.stack([level0, lab], axis=1), axis=0)) == len(np.unique(level0))
+    assert same_partition(level0, one_nn_components(x))
+    want = level0
+    for level in (1, 2):  # level 1 has ~720 means: above exact_max, so not the exact-distance path
+        lab = finch_labels(x, level=level, initial_rank=idx, exact_max=200)
+        want = finch_next_level(x, want)
+        assert same_partition(lab, want), level
+        assert len(np.unique(lab)) < len(np.unique(level0))
