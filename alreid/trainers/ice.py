@@ -192,7 +192,8 @@ class ICETrainer(USLTrainer):
                 with autocast(dev, self.amp):
                     f1 = self.model_(v1).float()
                     with torch.no_grad():
-                        self.teacher_.train()  # ICE's teacher forwards in train mode (its BN statistics move)
+                        if not self.teacher_.training:  # ICE's teacher forwards in train mode (BN statistics move);
+                            self.teacher_.train()  # switched once: train() rebuilds the frozen-stage fold
                         t2 = F.normalize(self.teacher_(v2).float(), dim=1)
                         tw = F.normalize(self.teacher_(x).float(), dim=1)
                 f1n = F.normalize(f1, dim=1)

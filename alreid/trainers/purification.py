@@ -152,7 +152,8 @@ class PurificationTrainer(USLTrainer):
                 t = None
                 if teacher is not None:
                     with torch.no_grad():
-                        teacher.train(bool(self.teacher_bn_train))
+                        if teacher.training != bool(self.teacher_bn_train):  # once: train() rebuilds a fold
+                            teacher.train(bool(self.teacher_bn_train))
                         t = teacher.views(x)
             state["f"], state["pos"] = [f.detach() for f in feats], pt
             return purification_loss(feats, memories, pt, lambda2=float(self.lambda2), teacher=t, mu=float(self.mu))
