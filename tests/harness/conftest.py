@@ -28,7 +28,7 @@ def ray_session():
     ray = pytest.importorskip("ray")
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
     yield ray
     if started:
