@@ -91,3 +91,20 @@ def test_run_prints_cycles_and_writes_json(capsys, tmp_path):
     # the printed mAP of the last cycle is the recorded one, in percent
     last = [l for l in out.splitlines() if l.strip().startswith("2 ")][0].split()
     assert float(last[4]) == pytest.approx(100 * records[-1]["mAP"], abs=0.006)
+
+
+def test_run_takes_cycles_from_the_trainer_schedule_like_bench():
+    import argparse
+
+    from alreid.commands.run import add_trial_arguments, trial_config_from_args
+
+    p = argparse.ArgumentParser()
+    add_trial_arguments(p)
+    cfg = trial_config_from_args(p.parse_args(["--dataset", "metadata:/data/zoo", "--trainer", "spcl",
+                                               "--epochs", "30", "--al-every", "4"]))
+    assert cfg.cycles == 8  # ceil(30 / 4), Trainer.planned_cycles
+    cfg = trial_config_from_args(p.parse_args(["--dataset", "metadata:/data/zoo", "--trainer", "spcl", "--cycles", "2"]))
+    assert cfg.cycles == 2
+    cfg = trial_config_from_args(p.parse_args([]))
+    assert (cfg.dataset, cfg.method, cfg.trainer, cfg.cycles, cfg.budget_fraction) == ("synthetic", "random", "head", 5,
+                                                                                      2e-4)
