@@ -605,6 +605,10 @@ class BenchmarkResult:
         Trial keys (``aas__synthetic__seed0``); unfinished ones continue with ``resume=True``.
     errors : dict of str to str
         Failed trial key -> the last line of its error.
+    report : alreid.harness.tables.Report or None
+        The written report (``summary``, ``pvalues``, ``notes``: tests or figures skipped and why).
+    warnings : list of str
+        What went wrong outside the results (the report could not be logged to MLflow).
     """
 
     records: "pd.DataFrame"
@@ -618,6 +622,7 @@ class BenchmarkResult:
     n_trials: int = 0
     report: Any = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def interrupted(self) -> bool:
@@ -639,10 +644,15 @@ class BenchmarkInterrupted(KeyboardInterrupt):
 
 
 def _plan(config: Any, *, sweep: bool, smoke: bool, storage: Any, tracking_uri: str | None) -> Any:
-    from alreid.harness.experiment import (ExperimentConfig, apply_overrides, load_plan, parse_experiment,
+    from alreid.harness.experiment import (ExperimentConfig, Plan, apply_overrides, load_plan, parse_experiment,
                                            plan_experiment)
 
     overrides = {"storage_path": None if storage is None else str(storage), "tracking_uri": tracking_uri}
+    if isinstance(config, Plan):  # already expanded and validated (``alreid bench`` after --dry-run's checks)
+        if storage is not None or tracking_uri is not None or sweep or smoke:
+            raise ConfigError("storage, tracking_uri, sweep and smoke_test apply when a config is planned; "
+                              "pass the YAML path or dict instead of a Plan to change them")
+        return config
     if isinstance(config, (str, Path)):
         return load_plan(config, sweep=sweep, smoke=smoke, **overrides)
     if isinstance(config, Mapping):
@@ -663,8 +673,9 @@ def run_benchmark(config: "str | Path | Mapping[str, Any]", *, sweep: bool = Fal
 
     Parameters
     ----------
-    config : str, Path or dict
-        An experiment YAML (``configs/default.yaml``) or the same settings as a dict.
+    config : str, Path, dict or Plan
+        An experiment YAML (``configs/default.yaml``), the same settings as a dict, or a Plan from
+        :func:`alreid.harness.experiment.load_plan`.
     sweep : bool, default False
         Run the config's ``sweep`` grid (``alreid sweep``).
     smoke_test : bool, default False
@@ -760,7 +771,7 @@ def run_benchmark(config: "str | Path | Mapping[str, Any]", *, sweep: bool = Fal
             try:
                 tracker.log_report(report)
             except Exception as exc:  # noqa: BLE001 - the report on disk is what matters
-                result.notes.append(f"could not log the report to MLflow: {exc}")
+                result.warnings.append(f"could not log the report to MLflow: {exc}")
     if tracker is not None:
         tracker.finish("FAILED" if outcome.errors else "FINISHED")
     return result
