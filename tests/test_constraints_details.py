@@ -75,3 +75,19 @@ def test_parquet_round_trip_and_errors(tmp_path):
     missing = tmp_path / "nope.parquet"
     with pytest.raises(DatasetError, match=r"constraint file .*nope\.parquet does not exist"):
         ConstraintStore.from_parquet(missing)
+
+
+def test_parquet_with_and_without_the_item_count(tmp_path):
+    import pandas as pd
+
+    s = ConstraintStore(5)
+    s.add(1, 3, True, cycle=2)
+    path = tmp_path / "c.parquet"
+    s.to_parquet(path)
+    assert ConstraintStore.from_parquet(path, n=5).answers.equals(s.answers)  # n given and equal: fine
+    bare = tmp_path / "bare.parquet"  # written by another tool: no alreid.n in the metadata
+    pd.DataFrame({"u": [1], "v": [3], "same": [True], "cycle": [2]}).to_parquet(bare, index=False)
+    with pytest.raises(DatasetError, match=r"bare\.parquet does not record the number of items; pass n"):
+        ConstraintStore.from_parquet(bare)
+    loaded = ConstraintStore.from_parquet(bare, n=4)
+    assert loaded.n == 4 and loaded.implied(1, 3) == ML and loaded.answers.cycle.tolist() == [2]
