@@ -301,13 +301,32 @@ def run_official(out: Path, official: Path, epochs: int, iters: int | None, froz
     score_official(out, tag)
 
 
-def score_official(out: Path, tag: str) -> None:
-    """Evaluate every dumped epoch with alreid's protocol; purity of the official pseudo-labels."""
-    from alreid.evaluation.protocol import evaluate_protocol
+def protocol_of(out: Path) -> dict[str, Any]:
+    """alreid's protocol of the exported split and the start embedding (built once, then read from disk)."""
+    import pickle
 
+    path = out / "protocol.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
     trial = make_trial(out, epochs=1, iters=1, extra={})
     root = (out / "data").resolve()
-    paths = [str(root / p) for p in trial.dataset.metadata["path"].astype(str)]
+    state = {"protocol": trial.protocol, "identities": trial.identities, "cameras": trial.cameras,
+             "paths": [str(root / p) for p in trial.dataset.metadata["path"].astype(str)],
+             "start": trial.trainer.embed(), "n": trial.dataset.n}
+    path.write_bytes(pickle.dumps(state))
+    return state
+
+
+def score_official(out: Path, tag: str) -> None:
+    """Evaluate every dumped epoch with alreid's protocol; purity of the official pseudo-labels."""
+    from types import SimpleNamespace
+
+    from alreid.evaluation.protocol import evaluate_protocol
+
+    st = protocol_of(out)
+    trial = SimpleNamespace(protocol=st["protocol"], identities=st["identities"], cameras=st["cameras"],
+                            dataset=SimpleNamespace(n=st["n"]))
+    paths = st["paths"]
     pos = {p: i for i, p in enumerate(paths)}
     split = json.loads((out / "split.json").read_text())
     train_sorted = sorted(tuple(r) for r in split["train"])
@@ -329,7 +348,7 @@ def score_official(out: Path, tag: str) -> None:
             row.update(loss=float(z["loss"]), clusters=int((sizes > 1).sum()), unclustered=int((sizes == 1).sum()),
                        **purity(lab, truth))
         if f.stem == "epoch_start":
-            start = trial.trainer.embed()
+            start = st["start"]
             both = np.flatnonzero(np.abs(emb).sum(1) > 0)
             a = emb[both] / np.linalg.norm(emb[both], axis=1, keepdims=True)
             b = start[both] / np.linalg.norm(start[both], axis=1, keepdims=True)
