@@ -79,6 +79,7 @@ class HeadSettings:
     k1: int
     k2: int
     self_paced: bool
+    instance_anchors: bool
     dropout: float
     labels: str
     threads: int | None
@@ -91,15 +92,20 @@ def factorize(labels: np.ndarray) -> np.ndarray:
 
 
 def balanced_batches(labels: np.ndarray, batch_size: int, num_instances: int,
-                     rng: np.random.Generator) -> Iterator[np.ndarray]:
+                     rng: np.random.Generator, *, singletons: bool = True) -> Iterator[np.ndarray]:
     """SpCL's identity-balanced stream (spec 4.4 step 4), cut into batches of pool positions.
 
     Labels are visited in random order; each gives a random anchor plus up to ``num_instances - 1``
-    other members (with replacement only when it has too few); a singleton gives itself.
+    other members (with replacement only when it has too few); a singleton gives itself, or, with
+    ``singletons=False``, is never drawn (it stays a negative in the memory).
     """
     order = np.argsort(labels, kind="stable")
     _, start = np.unique(labels[order], return_index=True)
     members = np.split(order, start[1:])
+    if not singletons:
+        members = [m for m in members if len(m) > 1]
+    if not members:
+        return
     buf: list[int] = []
     while True:
         for c in rng.permutation(len(members)):
@@ -216,11 +222,13 @@ class HeadLearner:
             stats.pop("seconds_clustering", None)
             self.last_labels_ = np.asarray(labels)
             t_cluster += time.perf_counter() - t0
-            if s.iters == 0 or len(np.unique(labels)) < 2:
+            sizes = np.bincount(factorize(labels))
+            if s.iters == 0 or len(sizes) < 2 or (not s.instance_anchors and not (sizes > 1).any()):
                 continue
             t0 = time.perf_counter()
             memory = HybridMemory(self.memory, labels, temperature=s.temperature, momentum=s.momentum)
-            batches = balanced_batches(np.asarray(labels), min(s.batch_size, len(train_idx)), s.num_instances, rng)
+            batches = balanced_batches(np.asarray(labels), min(s.batch_size, len(train_idx)), s.num_instances, rng,
+                                       singletons=s.instance_anchors)
             self.head.train()
             for _ in range(s.iters):
                 idx = torch.as_tensor(next(batches))

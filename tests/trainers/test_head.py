@@ -15,10 +15,12 @@ from alreid.registry import TRAINERS
 from alreid.trainers.base import CycleInput
 
 
-def _dataset(n_ids: int = 12, per_id: int = 8, dim: int = 32, noise: float = 1.2, seed: int = 0) -> ReidDataset:
+def _dataset(n_ids: int = 12, per_id: int = 8, dim: int = 32, noise: float = 1.2, seed: int = 0,
+             loners: int = 0) -> ReidDataset:
+    """``n_ids`` identities of ``per_id`` images around random centres, plus ``loners`` one-image identities."""
     rng = np.random.default_rng(seed)
-    ids = np.repeat(np.arange(n_ids), per_id)
-    x = rng.standard_normal((n_ids, dim))[ids] + noise * rng.standard_normal((len(ids), dim))
+    ids = np.concatenate([np.repeat(np.arange(n_ids), per_id), n_ids + np.arange(loners)])
+    x = rng.standard_normal((n_ids + loners, dim))[ids] + noise * rng.standard_normal((len(ids), dim))
     meta = pd.DataFrame({"image_id": [f"i{i}" for i in range(len(ids))], "identity": [f"id{i}" for i in ids],
                          "path": [f"p{i}.jpg" for i in range(len(ids))]})
     return ReidDataset(name="toy", metadata=meta, features=x.astype(np.float32))
@@ -85,7 +87,7 @@ def test_skyline_without_identities_is_a_clear_error():
 
 def test_pseudo_label_head_never_reads_identities():
     ds = _dataset()
-    t = _trainer()
+    t = _trainer(instance_anchors=True)
     assert not t.needs_identities
     t.setup(ds, seed=0)
     stats = t.fit_cycle(_inp(ds, identities=_NoPeeking()))
@@ -126,13 +128,51 @@ def test_reuses_the_trials_jaccard_only_for_the_same_features():
     assert calls == []
 
 
+def test_singletons_are_negatives_but_never_anchors_by_default(monkeypatch):
+    """Default: batches hold only clustered images (every drawn index has a cluster-mate in the
+    labels of that epoch); with instance_anchors=True singletons are drawn too."""
+    import alreid.models.head as head_mod
+
+    ds = _dataset(noise=0.6, loners=16)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    real = head_mod.HybridMemory
+
+    class Spy(real):
+        def loss(self, f, idx):
+            seen.append((self.labels.numpy().copy(), idx.numpy().copy()))
+            return super().loss(f, idx)
+
+    monkeypatch.setattr(head_mod, "HybridMemory", Spy)
+    for anchors in (False, True):
+        seen.clear()
+        t = _trainer(eps=0.6, self_paced=False, instance_anchors=anchors)
+        t.setup(ds, seed=0)
+        t.fit_cycle(_inp(ds))
+        labels, _ = seen[0]
+        sizes = np.bincount(labels)
+        assert (sizes == 1).any() and (sizes > 1).any()  # both kinds exist in the memory
+        drawn = np.concatenate([idx for _, idx in seen])
+        singles = sizes[labels[drawn]] == 1
+        assert singles.any() == anchors
+
+
+def test_no_cluster_no_training_without_instance_anchors():
+    ds = _dataset()
+    t = _trainer(min_samples=1000)  # no core point: every image is DBSCAN noise, its own cluster
+    t.setup(ds, seed=0)
+    before = t.embed().copy()
+    stats = t.fit_cycle(_inp(ds))
+    assert stats["train_steps"] == 0
+    np.testing.assert_array_equal(t.embed(), before)
+
+
 def test_state_round_trip_resumes_identically():
     ds = _dataset()
-    a = _trainer()
+    a = _trainer(instance_anchors=True)
     a.setup(ds, seed=3)
     a.fit_cycle(_inp(ds, cycle=1))
     state = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in a.state_dict().items()}
-    b = _trainer()
+    b = _trainer(instance_anchors=True)
     b.setup(ds, seed=99)
     b.load_state_dict(state)
     np.testing.assert_allclose(a.embed(), b.embed(), atol=1e-6)
