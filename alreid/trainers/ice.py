@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from alreid.plugin import check_range
 from alreid.trainers.base import CycleInput
-from alreid.trainers.usl_common import KPerIdentitySampler, USLTrainer, cluster_means, clustered_labels
+from alreid.trainers.usl_common import KPerIdentitySampler, USLTrainer, cluster_means
 
 
 # losses (pure functions; tests compare them with hand computations) --------------------------------
@@ -171,8 +171,7 @@ class ICETrainer(USLTrainer):
         for _ in range(n_epochs):
             t0 = time.perf_counter()
             feats = self.pool_features(train_idx)
-            labels, last = clustered_labels(self.jaccard(feats), feats, inp.refine, eps=self.eps,
-                                            min_samples=self.min_samples)
+            labels, last = self.cluster(self.jaccard(feats), feats, inp.refine)
             t_cluster += time.perf_counter() - t0
             pos = np.flatnonzero(labels >= 0)
             if len(pos) < 2:

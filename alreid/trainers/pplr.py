@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from alreid.plugin import check_range
 from alreid.trainers.base import CycleInput
 from alreid.trainers.image_training import RandomMultipleGallerySampler
-from alreid.trainers.usl_common import USLTrainer, cluster_means, clustered_labels
+from alreid.trainers.usl_common import USLTrainer, cluster_means
 
 
 # pure functions ------------------------------------------------------------------------------------
@@ -121,8 +121,7 @@ class PPLRTrainer(USLTrainer):
             t0 = time.perf_counter()
             views = self.extract_views(self.views_net_, train_idx, 1 + int(self.parts), desc="pplr: features")
             glob, parts = views[0], views[1:]
-            labels, last = clustered_labels(self.jaccard(glob), glob, inp.refine, eps=self.eps,
-                                            min_samples=self.min_samples)
+            labels, last = self.cluster(self.jaccard(glob), glob, inp.refine)
             agree = cross_agreement(glob, parts, int(self.k))
             t_cluster += time.perf_counter() - t0
             pos = np.flatnonzero(labels >= 0)

@@ -28,7 +28,7 @@ from alreid.plugin import check_range
 from alreid.trainers.base import CycleInput
 from alreid.trainers.clustercontrast import ClusterMemory
 from alreid.trainers.image_training import RandomMultipleGallerySampler
-from alreid.trainers.usl_common import USLTrainer, clustered_labels
+from alreid.trainers.usl_common import USLTrainer
 
 
 # pure functions ------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class PurificationTrainer(USLTrainer):
         t0 = time.perf_counter()
         views = self.extract_views(cluster_net, train_idx, 3, desc=f"{desc}: features")
         dist = fused_distance([self.jaccard(v) for v in views], float(self.lambda1))
-        labels, stats = clustered_labels(dist, views[0], inp.refine, eps=self.eps, min_samples=self.min_samples)
+        labels, stats = self.cluster(dist, views[0], inp.refine)
         t_cluster = time.perf_counter() - t0
         pos = np.flatnonzero(labels >= 0)
         if len(pos) < 2:

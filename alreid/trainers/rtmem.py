@@ -21,7 +21,7 @@ from alreid.plugin import check_range
 from alreid.trainers.base import CycleInput
 from alreid.trainers.clustercontrast import ClusterMemory
 from alreid.trainers.image_training import RandomMultipleGallerySampler
-from alreid.trainers.usl_common import USLTrainer, clustered_labels
+from alreid.trainers.usl_common import USLTrainer
 
 
 class InstanceClusterMemory(ClusterMemory):
@@ -62,8 +62,7 @@ class RTMemTrainer(USLTrainer):
         for _ in range(n_epochs):
             t0 = time.perf_counter()
             feats = self.pool_features(train_idx)
-            labels, last = clustered_labels(self.jaccard(feats), feats, inp.refine, eps=self.eps,
-                                            min_samples=self.min_samples)
+            labels, last = self.cluster(self.jaccard(feats), feats, inp.refine)
             t_cluster += time.perf_counter() - t0
             pos = np.flatnonzero(labels >= 0)
             if len(pos) < 2:

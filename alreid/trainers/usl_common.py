@@ -22,17 +22,19 @@ from alreid.trainers.image_training import ImageTrainer, _adam
 
 
 def clustered_labels(dist: np.ndarray, features: np.ndarray, refine: Callable | None, *, eps: float,
-                     min_samples: int) -> tuple[np.ndarray, dict]:
+                     min_samples: int, singletons_to_noise: bool = True) -> tuple[np.ndarray, dict]:
     """DBSCAN on a precomputed distance, noise -> singletons, ``refine(labels, features)``, then clusters of
-    one -> -1 and the rest renumbered 0..C'-1 (spec table1_rows A, hook contract)."""
+    one -> -1 and the rest renumbered 0..C'-1 (spec table1_rows A, hook contract). With
+    ``singletons_to_noise=False`` a clustered point that the refinement left alone (a cannot-link split)
+    keeps a class of its own; DBSCAN noise left alone is dropped either way, as in every reference."""
     from alreid.clustering.views import dbscan_labels, singletonize
 
-    labels, _ = singletonize(dbscan_labels(dist, eps=eps, min_samples=min_samples))
+    labels, noise = singletonize(dbscan_labels(dist, eps=eps, min_samples=min_samples))
     if refine is not None:
         labels = np.asarray(refine(labels, features), dtype=np.int64)
     _, inv = np.unique(labels, return_inverse=True)
     sizes = np.bincount(inv)
-    clustered = sizes[inv] > 1
+    clustered = (sizes[inv] > 1) if singletons_to_noise else ((sizes[inv] > 1) | ~noise)
     out = np.full(len(labels), -1, dtype=np.int64)
     if clustered.any():
         _, out[clustered] = np.unique(inv[clustered], return_inverse=True)
@@ -94,7 +96,8 @@ class KPerIdentitySampler:
 class USLTrainer(ImageTrainer):
     """Base of the USL Table-1 trainers: shared clustering parameters and a free-form training step."""
 
-    param_defaults = {**ImageTrainer.param_defaults, "eps": 0.6, "min_samples": 4, "k1": 30, "k2": 6}
+    param_defaults = {**ImageTrainer.param_defaults, "eps": 0.6, "min_samples": 4, "k1": 30, "k2": 6,
+                      "refine_singletons_to_noise": True}
 
     def validate_params(self) -> None:
         super().validate_params()
@@ -103,6 +106,11 @@ class USLTrainer(ImageTrainer):
         check_range(owner, "min_samples", self.min_samples, 1, integer=True)
         check_range(owner, "k1", self.k1, 2, integer=True)
         check_range(owner, "k2", self.k2, 1, integer=True)
+        if not isinstance(self.refine_singletons_to_noise, bool):
+            from alreid.errors import ConfigError
+
+            raise ConfigError(f"{owner} parameter refine_singletons_to_noise must be true or false; "
+                              f"got {self.refine_singletons_to_noise!r}")
 
     # helpers ------------------------------------------------------------------------------------
     def pool_cameras(self, train_idx: np.ndarray) -> np.ndarray | None:
@@ -116,6 +124,11 @@ class USLTrainer(ImageTrainer):
         from alreid.clustering.jaccard import jaccard_distance
 
         return jaccard_distance(features, int(self.k1), int(self.k2))
+
+    def cluster(self, dist: Any, features: np.ndarray, refine: Callable | None) -> tuple[np.ndarray, dict]:
+        """This epoch's training labels (-1 = not trained on) from a distance matrix and the hook."""
+        return clustered_labels(dist, features, refine, eps=self.eps, min_samples=self.min_samples,
+                                singletons_to_noise=bool(self.refine_singletons_to_noise))
 
     def rebuild_optimizer(self, *extra: nn.Module) -> None:
         """Adam and the step schedule over the backbone's and ``extra`` modules' trainable parameters."""

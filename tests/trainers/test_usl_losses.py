@@ -271,6 +271,16 @@ def test_clustered_labels_applies_the_hook_then_drops_singletons():
     labels, _ = clustered_labels(dist, feats, None, eps=0.5, min_samples=2)
     assert labels.tolist() == [0, 0, 1, 1, -1]
 
+    def split(labels, f):  # a cannot-link splits point 3 from its cluster: a clustered point left alone
+        out = labels.copy()
+        out[3] = out.max() + 1
+        return out
+
+    dropped, _ = clustered_labels(dist, feats, split, eps=0.5, min_samples=2)
+    kept, _ = clustered_labels(dist, feats, split, eps=0.5, min_samples=2, singletons_to_noise=False)
+    assert dropped.tolist() == [0, 0, -1, -1, -1]  # spec default refine_singletons_to_noise: 2 and 3 dropped
+    assert kept.tolist() == [0, 0, 1, 2, -1]  # kept as classes of their own; DBSCAN noise (4) still dropped
+
 
 def test_stripes_follow_adaptive_pooling_bounds():
     assert stripe_bounds(8, 2) == [(0, 4), (4, 8)]
