@@ -39,9 +39,9 @@ def test_cannot_link_conflict_message_names_the_answer():
     s = ConstraintStore(6)
     s.add(0, 1, True)
     s.add(2, 3, True)
-    s.add(1, 3, False)  # the witness
+    s.add(1, 3, False)  # the witness; stored under the component roots (0, 2)
     with pytest.raises(ConstraintConflictError) as err:
-        s.add(0, 2, True)
+        s.add(1, 2, True)  # neither the witness nor the roots: the message must look the witness up
     assert "contradicts cannot-link implied by cannot-link answer (1, 3) together with the must-links" in str(err.value)
 
 
