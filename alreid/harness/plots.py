@@ -205,7 +205,12 @@ def label_efficiency_figure(frame: pd.DataFrame, *, ylabel: str = "final mAP (%)
                 y = float(rows["mean"].mean())
                 ax.axhline(y, linestyle="--", linewidth=1, color=colours[ln], label=ln)
         if len(positive):
+            from matplotlib.ticker import FuncFormatter
+
             ax.set_xscale("log")
+            plain = FuncFormatter(lambda v, _pos: f"{v:g}")  # 0.02, not 2 x 10^-2
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(plain)
         ax.set_title(str(dataset), fontsize="medium")
         ax.set_xlabel("pairs asked (% of all pairs)")
         ax.set_ylabel(ylabel)
