@@ -116,3 +116,21 @@ def test_auto_eps_is_fixed_at_the_first_epoch_and_checkpointed(tmp_path):
 def test_bad_eps_names_auto(bad):
     with pytest.raises(ConfigError, match="eps"):
         SpCLTrainer(eps=bad).validate_params()
+
+
+# issue 17 item 3: the real-image benchmark config ------------------------------------------------------
+def test_real_images_config_is_the_cpu_dogfacenet_benchmark():
+    from pathlib import Path
+
+    from alreid.harness.experiment import load_plan
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "real_images.yaml"
+    plan = load_plan(path)
+    assert sorted(set(plan.labels)) == ["aas", "lbas", "none", "random", "skyline"]
+    assert len(plan.trials) == 10  # 5 rows x 2 seeds
+    for t in plan.trials:
+        p = t.trial["trainer_params"]
+        assert t.trial["dataset"].endswith("dogfacenet") and t.trial["cycles"] == 3
+        assert (p["backbone"], p["image_size"], p["epochs"], p["al_every"], p["iters"]) == \
+            ("efficientnet_lite0", 128, 6, 2, "one_pass")
+    assert {t.trial["trainer"] for t in plan.trials if t.label == "skyline"} == {"skyline"}
