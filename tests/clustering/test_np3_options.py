@@ -188,3 +188,8 @@ def test_euclidean_cost_in_the_hungarian_step() -> None:
     cl = np.array([[0, 3], [4, 5]])
     assert np3(labels, ml, cl, z, cost="euclidean").tolist() == [0, 0, 0, 1, 0, 1]
     assert np3(labels, ml, cl, z, cost="cosine").tolist() == [0, 0, 0, 1, 1, 0]
+
+
+def test_self_loop_is_refused_with_the_node() -> None:
+    with pytest.raises(ValueError, match="self-loop on node 1 cannot be coloured"):
+        exact_colouring(3, np.array([[0, 1], [1, 1]]))
