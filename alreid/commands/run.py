@@ -134,10 +134,11 @@ def format_row(rec: dict[str, Any]) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from alreid.harness.trial import Trial
+    from alreid.api import ActiveLearningLoop
 
     cfg = trial_config_from_args(args)
-    trial = Trial(cfg)
+    loop = ActiveLearningLoop.from_config(cfg)  # the Python API's loop: one implementation of the cycle
+    trial = loop.trial
     evaluation = (f"{len(trial.protocol.query_idx)} queries, {len(trial.protocol.gallery_idx)} gallery exemplars"
                   if trial.protocol is not None else "no identities, so no evaluation")
     print(f"dataset {trial.dataset.name}: {trial.n} training images, {evaluation}; method {cfg.method}, trainer {cfg.trainer}, "
@@ -152,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
         if pool:
             print("        pool: " + ", ".join(f"{k}={v}" for k, v in pool.items()), flush=True)
 
-    records = trial.run(on_cycle=show)
+    records = loop.run(on_cycle=show, progress=False)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(json.loads(records.to_json(orient="records")), indent=1))
