@@ -44,14 +44,6 @@ def _resume_hint(args: argparse.Namespace) -> str:
     return shlex.join(["alreid", *words, "--resume"])
 
 
-def _parent_params(plan: Any) -> dict[str, Any]:
-    cfg = plan.config
-    return {"config": plan.source, "name": cfg.name, "datasets": ",".join(cfg.datasets), "methods": ",".join(plan.labels),
-            "seeds": ",".join(map(str, cfg.seed_list())), "cycles": cfg.cycles, "budget_fraction": cfg.budget_fraction,
-            "budget_pairs": cfg.budget_pairs, "refine": cfg.refine, "oracle_error_rate": cfg.oracle_error_rate,
-            "trainer": cfg.trainer, "n_trials": len(plan.trials), "sweep": plan.sweep, "smoke_test": plan.smoke}
-
-
 def print_plan(plan: Any, out: Any = print) -> None:
     """One line per planned trial: dataset, row label, trainer, seed and the settings that vary."""
     trials = plan.trials
@@ -66,42 +58,6 @@ def print_plan(plan: Any, out: Any = print) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         out("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
-
-def _start_tracker(args: argparse.Namespace, plan: Any, resume: bool) -> Any:
-    """The MLflow tracker of this run (None with --no-mlflow); an unusable MLflow is one clear error."""
-    if args.no_mlflow:
-        return None
-    from alreid.errors import AlreidError
-    from alreid.harness.tracking import Tracker
-
-    cfg = plan.config
-    uri = cfg.resolved_tracking_uri()
-    try:
-        tracker = Tracker(uri, cfg.mlflow_experiment or cfg.name, plan.results_dir)
-        tracker.start(run_name=cfg.name, params=_parent_params(plan), resume=resume)
-    except Exception as exc:  # noqa: BLE001 - unreachable server, bad URI, locked database
-        raise AlreidError(f"cannot use MLflow at {uri}: {type(exc).__name__}: {exc} "
-                          f"(check --tracking-uri, or pass --no-mlflow)") from None
-    print(f"MLflow: experiment {tracker.experiment_name!r} at {uri} (parent run {tracker.parent_id})")
-    return tracker
-
-
-def _report(plan: Any, tracker: Any) -> None:
-    """Tables, tests and plots of every finished trial, printed and written (and logged to MLflow)."""
-    from alreid.harness.tables import load_records, print_report, write_report
-
-    cfg = plan.config
-    report = write_report(load_records(plan.results_dir), plan.results_dir / "report", reference=cfg.reference,
-                          metric=cfg.metric)
-    print()
-    print_report(report)
-    print(f"\nrecords: {plan.results_dir / 'records.parquet'}\nreport:  {report.out_dir}")
-    if tracker is not None:
-        try:
-            tracker.log_report(report)
-        except Exception as exc:  # noqa: BLE001 - the report on disk is what matters
-            print(f"warning: could not log the report to MLflow: {exc}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -119,14 +75,12 @@ def main(args: argparse.Namespace) -> int:
         print_plan(plan)
         return 0
 
-    from alreid.harness import tune_runner
+    from alreid.api import BenchmarkInterrupted, run_benchmark
 
-    resume = tune_runner.prepare_results(plan, resume=args.resume, overwrite=args.overwrite)
-    tracker = _start_tracker(args, plan, resume)
-    try:
-        outcome = tune_runner.run_benchmark(plan, resume=resume, tracker=tracker, address=args.address,
-                                            max_concurrent=args.max_concurrent)
-    except KeyboardInterrupt:
+    try:  # the Python API's run_benchmark: results folder, MLflow, Ray Tune, report
+        outcome = run_benchmark(plan, resume=args.resume, overwrite=args.overwrite, mlflow=not args.no_mlflow,
+                                address=args.address, max_concurrent=args.max_concurrent)
+    except BenchmarkInterrupted:
         print(f"alreid: interrupted; finished trials are saved in {plan.results_dir}.\n"
               f"resume with: {_resume_hint(args)}", file=sys.stderr)
         return 130
@@ -136,10 +90,14 @@ def main(args: argparse.Namespace) -> int:
         return 130
     print(f"{len(outcome.finished)} of {len(plan.trials)} trials finished in {outcome.seconds:.0f} s"
           + (f"; {len(outcome.errors)} failed" if outcome.errors else ""))
-    if outcome.finished:
-        _report(plan, tracker)
-    if tracker is not None:
-        tracker.finish("FAILED" if outcome.errors else "FINISHED")
+    if outcome.report is not None:
+        from alreid.harness.tables import print_report
+
+        print()
+        print_report(outcome.report)
+        print(f"\nrecords: {plan.results_dir / 'records.parquet'}\nreport:  {outcome.report.out_dir}")
+    for warning in outcome.warnings:
+        print(f"warning: {warning}")
     if outcome.errors:
         print(f"{len(outcome.errors)} trial(s) failed after {cfg.max_failures} retries:")
         for key, msg in outcome.errors.items():
