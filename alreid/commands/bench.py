@@ -69,11 +69,16 @@ def main(args: argparse.Namespace) -> int:
     plan = load_plan(args.config, sweep=args.sweep, smoke=args.smoke_test, storage_path=args.storage,
                      tracking_uri=args.tracking_uri)
     cfg = plan.config
-    if args.address is None:
-        check_local_datasets(plan)
-    if getattr(args, "dry_run", False):
+    if getattr(args, "dry_run", False):  # a plan to read: missing local data is worth a warning, not a stop
+        if args.address is None:
+            try:
+                check_local_datasets(plan)
+            except ConfigError as exc:
+                print(f"warning: {exc}")
         print_plan(plan)
         return 0
+    if args.address is None:
+        check_local_datasets(plan)
 
     from alreid.api import BenchmarkInterrupted, run_benchmark
 
