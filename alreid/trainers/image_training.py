@@ -281,13 +281,26 @@ class ImageTrainer(Trainer):
         return int(self.iters)
 
     # one training epoch -------------------------------------------------------------------------
-    def train_epoch(self, train_idx: np.ndarray, batches: Iterator[np.ndarray], n_iters: int,
-                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                    after_step: Callable[[torch.Tensor, torch.Tensor], None] | None,
-                    gen: torch.Generator, desc: str) -> dict[str, float]:
-        """``n_iters`` steps; ``batches`` yields pool positions, ``loss_fn(f, pos)`` gets normalised embeddings."""
-        model, dev = self.model_, self.device_
-        model.train()
+    def load_batch(self, rows: np.ndarray) -> torch.Tensor:
+        """Normalised, un-augmented (b, 3, h, w) batch of dataset ``rows`` on the training device."""
+        x = self.spec_.normalise(self.store_.batch(rows, self.spec_.size, self.spec_.resize,
+                                                   workers=self._decode_workers()), self.device_)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def run_steps(self, train_idx: np.ndarray, batches: Iterator[np.ndarray], n_iters: int,
+                  step: Callable[[torch.Tensor, np.ndarray], torch.Tensor],
+                  after_step: Callable[[], None] | None, desc: str,
+                  optimizer: torch.optim.Optimizer | None = None,
+                  modules: tuple[torch.nn.Module, ...] = ()) -> dict[str, float]:
+        """``n_iters`` optimiser steps, the one training loop of every image trainer.
+
+        ``batches`` yields pool positions; ``step(x, pos)`` gets their un-augmented batch and returns the
+        loss; ``after_step()`` runs after each optimiser step (memory updates). ``modules`` are put in
+        train mode with the model (extra heads)."""
+        opt = optimizer or self.optimizer_
+        self.model_.train()
+        for m in modules:
+            m.train()
         losses: list[float] = []
         n_images = 0
         t0 = time.perf_counter()
@@ -296,25 +309,18 @@ class ImageTrainer(Trainer):
             bar = tqdm(total=n_iters, desc=desc, unit="it", leave=False, mininterval=1.0)
         for _ in range(n_iters):
             pos = next(batches)
-            rows = train_idx[pos]
-            x = self.spec_.normalise(self.store_.batch(rows, self.spec_.size, self.spec_.resize,
-                                                       workers=self._decode_workers()), dev)
-            x = self.augment_(x, gen).contiguous(memory_format=torch.channels_last)
-            pos_t = torch.as_tensor(pos, device=dev)
-            with autocast(dev, self.amp):
-                f = model(x)
-            f = F.normalize(f.float(), dim=1)
-            loss = loss_fn(f, pos_t)
-            self.optimizer_.zero_grad(set_to_none=True)
+            x = self.load_batch(np.asarray(train_idx)[pos])
+            loss = step(x, pos)
+            opt.zero_grad(set_to_none=True)
             if self.scaler_ is not None:
                 self.scaler_.scale(loss).backward()
-                self.scaler_.step(self.optimizer_)
+                self.scaler_.step(opt)
                 self.scaler_.update()
             else:
                 loss.backward()
-                self.optimizer_.step()
+                opt.step()
             if after_step is not None:
-                after_step(f.detach(), pos_t)
+                after_step()
             losses.append(float(loss.detach()))
             n_images += len(pos)
             if bar is not None:
@@ -325,8 +331,29 @@ class ImageTrainer(Trainer):
         if self.device_.type == "cuda":
             torch.cuda.synchronize()
         self.version_ += 1
-        dt = time.perf_counter() - t0
-        return {"loss": float(np.mean(losses)) if losses else float("nan"), "images": n_images, "seconds": dt}
+        return {"loss": float(np.mean(losses)) if losses else float("nan"), "images": n_images,
+                "seconds": time.perf_counter() - t0}
+
+    def train_epoch(self, train_idx: np.ndarray, batches: Iterator[np.ndarray], n_iters: int,
+                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    after_step: Callable[[torch.Tensor, torch.Tensor], None] | None,
+                    gen: torch.Generator, desc: str) -> dict[str, float]:
+        """``n_iters`` steps on augmented batches; ``loss_fn(f, pos)`` gets normalised embeddings and
+        ``after_step(f, pos)`` the same detached (SpCL-style memories)."""
+        model, dev = self.model_, self.device_
+        last: dict[str, torch.Tensor] = {}
+
+        def step(x: torch.Tensor, pos: np.ndarray) -> torch.Tensor:
+            x = self.augment_(x.contiguous(), gen).contiguous(memory_format=torch.channels_last)
+            pos_t = torch.as_tensor(pos, device=dev)
+            with autocast(dev, self.amp):
+                f = model(x)
+            f = F.normalize(f.float(), dim=1)
+            last["f"], last["pos"] = f, pos_t
+            return loss_fn(f, pos_t)
+
+        after = None if after_step is None else (lambda: after_step(last["f"].detach(), last["pos"]))
+        return self.run_steps(train_idx, batches, n_iters, step, after, desc)
 
     def end_epoch(self) -> None:
         self.scheduler_.step()

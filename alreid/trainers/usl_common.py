@@ -10,7 +10,6 @@ teacher), extraction of several views in one pass, and a rebuild of the optimise
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -137,12 +136,6 @@ class USLTrainer(ImageTrainer):
         self.scheduler_ = torch.optim.lr_scheduler.StepLR(self.optimizer_, step_size=int(self.lr_step),
                                                           gamma=float(self.lr_gamma))
 
-    def load_batch(self, rows: np.ndarray) -> torch.Tensor:
-        """Normalised, un-augmented (b, 3, h, w) batch on the training device."""
-        x = self.spec_.normalise(self.store_.batch(rows, self.spec_.size, self.spec_.resize,
-                                                   workers=self._decode_workers()), self.device_)
-        return x.contiguous(memory_format=torch.channels_last)
-
     def extract_views(self, net: nn.Module, train_idx: np.ndarray, n_views: int, desc: str) -> list[np.ndarray]:
         """Eval-mode features of the pool from ``net`` (views concatenated), split and L2-normalised per view."""
         from alreid.models.features import extract_features
@@ -152,51 +145,6 @@ class USLTrainer(ImageTrainer):
                                  progress=self.progress, desc=desc, source=f"dataset {self.dataset_.name!r}")
         views = np.split(feats, n_views, axis=1)
         return [v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) for v in views]
-
-    def run_steps(self, train_idx: np.ndarray, batches: Iterator[np.ndarray], n_iters: int,
-                  step: Callable[[torch.Tensor, np.ndarray], torch.Tensor],
-                  after_step: Callable[[], None] | None, desc: str,
-                  optimizer: torch.optim.Optimizer | None = None,
-                  modules: tuple[nn.Module, ...] = ()) -> dict[str, float]:
-        """``n_iters`` optimiser steps; ``step(x, pos)`` gets the un-augmented batch and returns the loss."""
-        opt = optimizer or self.optimizer_
-        self.model_.train()
-        for m in modules:
-            m.train()
-        losses: list[float] = []
-        n_images = 0
-        t0 = time.perf_counter()
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n_iters, desc=desc, unit="it", leave=False, mininterval=1.0)
-        for _ in range(n_iters):
-            pos = next(batches)
-            x = self.load_batch(np.asarray(train_idx)[pos])
-            loss = step(x, pos)
-            opt.zero_grad(set_to_none=True)
-            if self.scaler_ is not None:
-                self.scaler_.scale(loss).backward()
-                self.scaler_.step(opt)
-                self.scaler_.update()
-            else:
-                loss.backward()
-                opt.step()
-            if after_step is not None:
-                after_step()
-            losses.append(float(loss.detach()))
-            n_images += len(pos)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-        if bar is not None:
-            bar.close()
-        if self.device_.type == "cuda":
-            torch.cuda.synchronize()
-        self.version_ += 1
-        return {"loss": float(np.mean(losses)) if losses else float("nan"), "images": n_images,
-                "seconds": time.perf_counter() - t0}
 
     def finish(self, epochs: list[dict[str, float]], last: dict[str, Any], t_cluster: float) -> dict[str, Any]:
         return self.summarise(epochs, {**last, "seconds_clustering": t_cluster, "epochs_total": self.epochs_done_,
