@@ -45,7 +45,20 @@ def oracle_identities(identities: np.ndarray) -> np.ndarray:
     return ids
 
 
-class SimulatedOracle:
+class _AskedPairs:
+    """What both oracles keep of the pairs already asked: ``asked_`` (u < v) and ``n_queries_``."""
+
+    asked_: set[tuple[int, int]]
+    n_queries_: int
+
+    def mark_asked(self, pairs: np.ndarray) -> None:
+        """Record pairs answered earlier (a resumed trial), so they count and are never re-asked."""
+        for u, v in np.asarray(pairs, dtype=np.int64).reshape(-1, 2):
+            self.asked_.add((int(min(u, v)), int(max(u, v))))
+        self.n_queries_ = len(self.asked_)
+
+
+class SimulatedOracle(_AskedPairs):
     """Answers from ground-truth identities, counting every query against an optional budget.
 
     ``error_rate`` flips each answer with that probability, modelling a fallible annotator. Whether a
@@ -66,11 +79,6 @@ class SimulatedOracle:
         self.n_queries_ = 0
         self.n_flipped_ = 0
 
-    def mark_asked(self, pairs: np.ndarray) -> None:
-        """Record pairs answered earlier (a resumed trial), so they count and are never re-asked."""
-        for u, v in np.asarray(pairs, dtype=np.int64).reshape(-1, 2):
-            self.asked_.add((int(min(u, v)), int(max(u, v))))
-        self.n_queries_ = len(self.asked_)
 
     def query(self, pairs: np.ndarray) -> np.ndarray:
         """Answers (True = same individual) for an (m, 2) array of index pairs."""
@@ -163,7 +171,7 @@ class MissingAnswerError(AlreidError):
     """The replayed file has no answer for a pair the sampler chose."""
 
 
-class ReplayOracle:
+class ReplayOracle(_AskedPairs):
     """Answers pairs from a file of earlier (e.g. human) answers instead of ground truth.
 
     Pairs are looked up by image id (``keys[i]`` names pool item i), in either order. A pair the file
@@ -189,11 +197,6 @@ class ReplayOracle:
         self.n_simulated_ = 0
         self.answered_: np.ndarray = np.zeros(0, dtype=bool)
 
-    def mark_asked(self, pairs: np.ndarray) -> None:
-        """Pairs answered before a resume: never asked again."""
-        for u, v in np.asarray(pairs, dtype=np.int64).reshape(-1, 2):
-            self.asked_.add((int(min(u, v)), int(max(u, v))))
-        self.n_queries_ = len(self.asked_)
 
     def query(self, pairs: np.ndarray) -> np.ndarray:
         """True = same individual; sets ``answered_`` (False for a replayed 'unsure')."""

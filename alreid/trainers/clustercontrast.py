@@ -17,11 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alreid.trainers.image_training import ImageTrainer, RandomMultipleGallerySampler
+from alreid.trainers.image_training import ImageTrainer, check_clustering_params, RandomMultipleGallerySampler
 from alreid.clustering.jaccard import jaccard_distance
 from alreid.clustering.views import dbscan_labels, singletonize
 from alreid.trainers.base import CycleInput
-from alreid.plugin import check_range
 
 
 class ClusterMemory:
@@ -92,11 +91,7 @@ class ClusterContrastTrainer(ImageTrainer):
 
     def validate_params(self) -> None:
         super().validate_params()
-        owner = f"trainer {self.name!r}"
-        check_range(owner, "eps", self.eps, 0, 1, lo_open=True)
-        check_range(owner, "min_samples", self.min_samples, 1, integer=True)
-        check_range(owner, "k1", self.k1, 2, integer=True)
-        check_range(owner, "k2", self.k2, 1, integer=True)
+        check_clustering_params(self)
 
     def _fit(self, inp: CycleInput, n_epochs: int) -> dict[str, Any]:
         train_idx = np.asarray(inp.train_idx)

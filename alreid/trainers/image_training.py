@@ -89,6 +89,15 @@ def factorize(labels: np.ndarray) -> np.ndarray:
                      return_inverse=True)[1].astype(np.int64)
 
 
+def check_clustering_params(trainer: Any) -> None:
+    """The per-epoch DBSCAN-on-Jaccard parameters (eps, min_samples, k1, k2) that clustering trainers share."""
+    owner = f"trainer {trainer.name!r}"
+    check_range(owner, "eps", trainer.eps, 0, 1, lo_open=True)
+    check_range(owner, "min_samples", trainer.min_samples, 1, integer=True)
+    check_range(owner, "k1", trainer.k1, 2, integer=True)
+    check_range(owner, "k2", trainer.k2, 1, integer=True)
+
+
 class ImageTrainer(Trainer):
     """Base of the trainers that read images. A new image trainer (ICE, PPLR, ...) is a subclass that
 

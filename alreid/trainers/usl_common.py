@@ -16,8 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from alreid.plugin import check_range
-from alreid.trainers.image_training import ImageTrainer, _adam
+from alreid.trainers.image_training import ImageTrainer, check_clustering_params, _adam
 
 
 def clustered_labels(dist: np.ndarray, features: np.ndarray, refine: Callable | None, *, eps: float,
@@ -100,11 +99,8 @@ class USLTrainer(ImageTrainer):
 
     def validate_params(self) -> None:
         super().validate_params()
+        check_clustering_params(self)
         owner = f"trainer {self.name!r}"
-        check_range(owner, "eps", self.eps, 0, 1, lo_open=True)
-        check_range(owner, "min_samples", self.min_samples, 1, integer=True)
-        check_range(owner, "k1", self.k1, 2, integer=True)
-        check_range(owner, "k2", self.k2, 1, integer=True)
         if not isinstance(self.refine_singletons_to_noise, bool):
             from alreid.errors import ConfigError
 
