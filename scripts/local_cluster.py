@@ -22,6 +22,7 @@ State lives in DIR/cluster.json; logs in DIR/logs; MLflow's SQLite database and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -120,21 +121,63 @@ def owned_group(comp: dict[str, Any]) -> bool:
     return st == comp.get("start_time")
 
 
+def process_table() -> dict[int, tuple[int, int, int]]:
+    """Every live (non-zombie) process: pid -> (parent pid, process group, start time)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[19]))
+    return table
+
+
+def group_tree(pgid: int) -> dict[int, int]:
+    """The processes of group ``pgid`` and all their descendants (pid -> start time).
+
+    Ray may give each worker its own process group (``RAY_process_group_cleanup_enabled``), so signalling the
+    node's group alone would leave its trials running: a lost machine takes its whole process tree with it."""
+    table = process_table()
+    tree = {pid: st for pid, (_, group, st) in table.items() if group == pgid}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (parent, _, st) in table.items():
+            if parent in tree and pid not in tree:
+                tree[pid] = st
+                grew = True
+    return tree
+
+
+def signal_tree(tree: dict[int, int], sig: int) -> None:
+    """Send ``sig`` to each process of ``tree`` that is still the one recorded (never a recycled pid)."""
+    for pid, st in tree.items():
+        if start_time(pid) == st:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
 def stop_component(comp: dict[str, Any], *, kill: bool = False, timeout: float = 30.0) -> None:
-    """SIGTERM (or SIGKILL with ``kill``) the component's group, wait, then SIGKILL whatever is left."""
+    """SIGTERM (or SIGKILL with ``kill``) the component's group and its descendants, wait, then SIGKILL whatever
+    is left."""
     if not comp.get("pid"):
         return
     pid = int(comp["pid"])
+    tree = group_tree(pid) if owned_group(comp) else {}
     deadline = time.monotonic() + timeout
     sent = None
-    while owned_group(comp):
+    while owned_group(comp) or any(start_time(p) == st for p, st in tree.items()):
         now = time.monotonic()
         sig = signal.SIGKILL if kill or now > deadline else signal.SIGTERM  # escalate when too slow
         if sig != sent:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, sig)
-            except ProcessLookupError:
-                break
+            signal_tree(tree, sig)
             sent = sig
         if now > deadline + 15:
             raise ClusterError(f"process group {pid} did not exit after SIGKILL")

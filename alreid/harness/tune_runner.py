@@ -35,9 +35,13 @@ TUNE_DIR = "tune"
 PLAN_FILE = "plan.json"
 #: Test-only hooks, read on the driver and passed to trials in their config (workers do not see the
 #: driver's environment): a file path whose creation makes the first trial to finish cycle 1 crash
-#: once, and a folder where every trial attempt appends the cycle it starts from.
+#: once, a folder where every trial attempt appends the cycle it starts from, and a folder that holds
+#: every trial after its first checkpoint (``<key>.held`` names the node) until ``release`` appears in it,
+#: so a test can kill a node while a trial on it is known to be mid-way.
 TEST_CRASH_ENV = "ALREID_TEST_CRASH_ONCE"
 TEST_MARKERS_ENV = "ALREID_TEST_MARKERS"
+TEST_HOLD_ENV = "ALREID_TEST_HOLD"
+_HOLD_AFTER_CYCLE = 0
 _CRASH_AFTER_CYCLE = 1
 
 logger = logging.getLogger(__name__)
@@ -84,6 +88,17 @@ def _maybe_crash(hooks: dict[str, str], cycle: int) -> None:
     raise RuntimeError(f"test-only crash injected after cycle {cycle} ({TEST_CRASH_ENV})")
 
 
+def _maybe_hold(hooks: dict[str, str], key: str, node: str, cycle: int) -> None:
+    folder = hooks.get("hold")
+    if not folder or cycle != _HOLD_AFTER_CYCLE:
+        return
+    hold = Path(folder)
+    hold.mkdir(parents=True, exist_ok=True)
+    (hold / f"{key}.held").write_text(node)
+    while not (hold / "release").exists():
+        time.sleep(0.1)
+
+
 def node_name() -> str:
     """The Ray node running this process: its ``--node-name`` (``scripts/local_cluster.sh`` names them
     head, worker1, ...; Ray's default is the node's IP), or '' outside Ray."""
@@ -120,6 +135,7 @@ def bench_trainable(config: dict[str, Any]) -> None:
             tune.report({"cycle": record["cycle"], "mAP": record.get("mAP", float("nan")), "record": record},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
         _maybe_crash(hooks, int(record["cycle"]))
+        _maybe_hold(hooks, spec["key"], node, int(record["cycle"]))
 
     trial.run(on_cycle=on_cycle)
 
@@ -405,8 +421,8 @@ def make_tuner(plan: Plan, *, resume: bool, max_concurrent: int | None, callback
             out("note: --max-concurrent is fixed when a run starts (Ray restores it); ignored on resume")
         return tune.Tuner.restore(tpath, trainable(), resume_unfinished=True, resume_errored=True)
     pin_protocols(plan, out=out)  # one evaluation protocol per dataset, for every row (issue 10)
-    hooks = {name: os.environ[env] for name, env in (("crash_once", TEST_CRASH_ENV), ("markers", TEST_MARKERS_ENV))
-             if os.environ.get(env)}
+    hooks = {name: os.environ[env] for name, env in (("crash_once", TEST_CRASH_ENV), ("markers", TEST_MARKERS_ENV),
+                                                      ("hold", TEST_HOLD_ENV)) if os.environ.get(env)}
     cpus = ray.cluster_resources().get("CPU", 0)
     cycles = "/".join(str(c) for c in sorted({int(t.trial["cycles"]) for t in plan.trials}))
     out(f"{cfg.name}: {len(plan.trials)} trials ({len(plan.labels)} methods x {len(cfg.datasets)} datasets x "

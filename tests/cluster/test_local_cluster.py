@@ -207,20 +207,27 @@ def test_driver_sigkill_then_resume(cluster, reference, bench, write_config):
 
 def test_worker_node_killed_mid_benchmark(cluster, reference, bench, write_config, tmp_path):
     results = cluster.storage / "nodeloss"
-    b = bench(write_config("nodeloss"), hooks={tune_runner.TEST_MARKERS_ENV: str(tmp_path / "markers")})
+    hold = tmp_path / "hold"  # every trial waits here after checkpointing cycle 0 until `release` appears
+    b = bench(write_config("nodeloss"), hooks={tune_runner.TEST_MARKERS_ENV: str(tmp_path / "markers"),
+                                               tune_runner.TEST_HOLD_ENV: str(hold)})
 
     def victim() -> tuple[str, str] | None:
-        """A trial that has checkpointed a cycle but not its last, and the worker running it."""
-        done = finished_keys(results)
-        for key, (cycle, node) in sorted(checkpoints(results).items()):
-            if key not in done and cycle < CYCLES - 1:
-                return key, node
+        """A trial held after its cycle-0 checkpoint on a worker node, and that node."""
+        for held in sorted(hold.glob("*.held")):
+            node = held.read_text()
+            if node in ("worker1", "worker2"):
+                return held.stem, node
         return None
 
-    key, node = wait_for("a trial mid-way", victim, BENCH_TIMEOUT, b)
-    assert node in ("worker1", "worker2")
-    killed = cluster.script("stop", node, "--kill")  # SIGKILL the node's whole process group at once
-    assert killed.returncode == 0, killed.stdout + killed.stderr
+    try:
+        key, node = wait_for("a trial held mid-way", victim, BENCH_TIMEOUT, b)
+        wait_for("its cycle-0 checkpoint on shared storage", lambda: checkpoints(results).get(key, (None,))[0] == 0,
+                 30, b)
+        killed = cluster.script("stop", node, "--kill")  # SIGKILL the node's whole process group at once
+        assert killed.returncode == 0, killed.stdout + killed.stderr
+    finally:
+        hold.mkdir(parents=True, exist_ok=True)
+        (hold / "release").touch()
     assert b.wait() == 0, b.output()[-4000:]
     df = check_records(results)
     same_records(df, reference)  # no lost, duplicated or different rows

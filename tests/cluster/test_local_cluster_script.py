@@ -90,6 +90,36 @@ def test_stop_one_component_and_status(tmp_path, sleepers):
     assert "worker1  stopped" in res.stdout and f"worker2  running (pid {b.pid})" in res.stdout
 
 
+def test_kill_takes_descendants_that_left_the_group(tmp_path, sleepers):
+    """Ray may put each worker in its own process group; a killed node must still take its trials with it."""
+    node = subprocess.Popen(["bash", "-c", f"setsid sleep 300 & echo $! > {tmp_path / 'child'}; wait"],
+                            start_new_session=True)
+    other = sleepers()
+    try:
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "child").exists() or not (tmp_path / "child").read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int((tmp_path / "child").read_text())
+        time.sleep(0.2)
+        assert lc.process_table()[child][1] != node.pid  # its own group, as a Ray worker may have
+        assert child in lc.group_tree(node.pid)
+        write_state(tmp_path, {"worker1": {"pid": node.pid, "start_time": lc.start_time(node.pid)},
+                               "worker2": {"pid": other.pid, "start_time": lc.start_time(other.pid)}})
+        res = run("stop", "worker1", "--kill", folder=tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert node.wait(timeout=30) is not None
+        deadline = time.monotonic() + 10
+        while lc.start_time(child) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lc.start_time(child) is None  # the detached descendant is gone too
+        assert other.poll() is None  # and nothing outside the node's tree was touched
+    finally:
+        if node.poll() is None:
+            node.kill()
+        node.wait(timeout=10)
+
+
 def test_one_line_errors(tmp_path):
     res = run("down", folder=tmp_path / "none")
     assert res.returncode == 0 and "nothing to stop" in res.stdout
