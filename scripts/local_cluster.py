@@ -91,8 +91,9 @@ def is_ours(comp: dict[str, Any]) -> bool:
     return bool(pid) and start_time(int(pid)) == comp.get("start_time")
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any process is left in the process group (a zombie leader counts as gone)."""
+def process_table() -> dict[int, tuple[int, int, int]]:
+    """Every live (non-zombie) process: pid -> (parent pid, process group, start time)."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -101,9 +102,14 @@ def group_alive(pgid: int) -> bool:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[19]))
+    return table
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in the process group (a zombie leader counts as gone)."""
+    return any(group == pgid for _, group, _ in process_table().values())
 
 
 def owned_group(comp: dict[str, Any]) -> bool:
@@ -119,22 +125,6 @@ def owned_group(comp: dict[str, Any]) -> bool:
     if st is None:
         return group_alive(int(pid))
     return st == comp.get("start_time")
-
-
-def process_table() -> dict[int, tuple[int, int, int]]:
-    """Every live (non-zombie) process: pid -> (parent pid, process group, start time)."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z":
-            table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[19]))
-    return table
 
 
 def group_tree(pgid: int) -> dict[int, int]:

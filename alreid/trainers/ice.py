@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -169,10 +168,8 @@ class ICETrainer(USLTrainer):
         epochs, last, t_cluster = [], {}, 0.0
         dev = self.device_
         for _ in range(n_epochs):
-            t0 = time.perf_counter()
-            feats = self.pool_features(train_idx)
-            labels, last = self.cluster(self.jaccard(feats), feats, inp.refine)
-            t_cluster += time.perf_counter() - t0
+            feats, labels, last, seconds = self.epoch_labels(train_idx, inp.refine)
+            t_cluster += seconds
             pos = np.flatnonzero(labels >= 0)
             if len(pos) < 2:
                 self.end_epoch()

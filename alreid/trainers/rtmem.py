@@ -10,7 +10,6 @@ instance-memory loss is computed and overwritten), so the loss is 2.2 x L_cc (``
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -60,10 +59,8 @@ class RTMemTrainer(USLTrainer):
         cams = self.pool_cameras(train_idx)
         epochs, last, t_cluster = [], {}, 0.0
         for _ in range(n_epochs):
-            t0 = time.perf_counter()
-            feats = self.pool_features(train_idx)
-            labels, last = self.cluster(self.jaccard(feats), feats, inp.refine)
-            t_cluster += time.perf_counter() - t0
+            feats, labels, last, seconds = self.epoch_labels(train_idx, inp.refine)
+            t_cluster += seconds
             pos = np.flatnonzero(labels >= 0)
             if len(pos) < 2:
                 self.end_epoch()

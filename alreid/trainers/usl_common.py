@@ -10,6 +10,7 @@ teacher), extraction of several views in one pass, and a rebuild of the optimise
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -124,6 +125,15 @@ class USLTrainer(ImageTrainer):
         """This epoch's training labels (-1 = not trained on) from a distance matrix and the hook."""
         return clustered_labels(dist, features, refine, eps=self.eps, min_samples=self.min_samples,
                                 singletons_to_noise=bool(self.refine_singletons_to_noise))
+
+    def epoch_labels(self, train_idx: np.ndarray, refine: Callable | None
+                     ) -> tuple[np.ndarray, np.ndarray, dict, float]:
+        """One epoch's start: the pool's current features, their Jaccard + DBSCAN labels (refined with the
+        answers), the clustering's stats and the seconds all this took."""
+        t0 = time.perf_counter()
+        feats = self.pool_features(train_idx)
+        labels, stats = self.cluster(self.jaccard(feats), feats, refine)
+        return feats, labels, stats, time.perf_counter() - t0
 
     def rebuild_optimizer(self, *extra: nn.Module) -> None:
         """Adam and the step schedule over the backbone's and ``extra`` modules' trainable parameters."""
