@@ -62,6 +62,9 @@ def farthest_point_order(features: np.ndarray, *, subset: np.ndarray | None = No
 def ranked(scores: np.ndarray, *, first: int = 64) -> Iterator[np.ndarray]:
     """Indices by descending score, in chunks, skipping -inf (excluded) entries.
 
+    The candidate order of the triplet samplers, spelled out; :meth:`PairPicker.best_open` finds the
+    first open entry of this order without sorting (tests check the two agree).
+
     The first chunk comes from a partial sort, so an anchor whose best candidate is free costs
     O(n) instead of a full O(n log n) sort; the rest is sorted only if it is needed.
     """
@@ -85,39 +88,85 @@ def ranked(scores: np.ndarray, *, first: int = 64) -> Iterator[np.ndarray]:
 
 
 class PairPicker:
-    """Collects this cycle's pairs, never one whose answer is known/implied or already chosen."""
+    """Collects this cycle's pairs, never one whose answer is known/implied or already chosen.
+
+    Why it snapshots the constraints: asking ``ConstraintStore.is_known`` once per candidate search
+    rebuilt the store's whole cannot-link key set every time (O(answers) per anchor), which made a
+    GBAS/LBAS cycle on a 6,620-image pool take minutes once a few thousand answers existed. The
+    store cannot change while a sampler selects (answers arrive after), so the must-link roots and
+    the cannot-link neighbours of every root are read once here, and each anchor gets one boolean
+    mask of blocked candidates in O(n).
+    """
 
     def __init__(self, constraints: ConstraintStore) -> None:
         self.constraints = constraints
         self.pairs: list[tuple[int, int]] = []
-        self._taken: set[tuple[int, int]] = set()
+        self._partners: dict[int, list[int]] = {}  # item -> items it was paired with this cycle
+        self._roots = constraints.roots()
+        # cannot-link edges between must-link components: every answered "different" pair, mapped to
+        # its components' roots (the store keeps exactly these edges; merges move them to the new root)
+        cl = constraints.cl_pairs()
+        self._cl_of: dict[int, np.ndarray] = {}
+        if len(cl):
+            ru, rv = self._roots[cl[:, 0]], self._roots[cl[:, 1]]
+            src, dst = np.r_[ru, rv], np.r_[rv, ru]
+            order = np.argsort(src, kind="stable")
+            src, dst = src[order], dst[order]
+            heads, starts = np.unique(src, return_index=True)
+            for root, part in zip(heads.tolist(), np.split(dst, starts[1:])):
+                self._cl_of[root] = part
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def first_free(self, anchor: int, candidates: Iterator[np.ndarray], exclude: int = -1) -> int | None:
-        """The first candidate c (in the given order) with (anchor, c) still open, or None."""
-        for chunk in candidates:
-            chunk = chunk[(chunk != anchor) & (chunk != exclude)]
-            if len(chunk) == 0:
-                continue
-            known = self.constraints.is_known(np.stack([np.full(len(chunk), anchor), chunk], axis=1))
-            for c in chunk[~known]:
-                if _key(anchor, int(c)) not in self._taken:
-                    return int(c)
-        return None
+    def blocked(self, anchor: int) -> np.ndarray:
+        """Boolean mask over items: True where (anchor, c) may not be asked now (c is the anchor, its
+        answer is known or implied by the constraints, or the pair was already chosen this cycle)."""
+        roots = self._roots
+        ra = int(roots[anchor])
+        out = roots == ra  # same must-link component, the anchor included
+        cl = self._cl_of.get(ra)
+        if cl is not None:
+            flag = np.zeros(len(roots), dtype=bool)
+            flag[cl] = True
+            out |= flag[roots]
+        partners = self._partners.get(anchor)
+        if partners:
+            out[partners] = True
+        return out
 
-    def triplet(self, anchor: int, positives: Iterator[np.ndarray], negatives: Iterator[np.ndarray]) -> bool:
-        """Choose (anchor, p) and (anchor, n) if both have an open candidate; all or nothing."""
-        p = self.first_free(anchor, positives)
+    def best_open(self, anchor: int, scores: np.ndarray, exclude: int = -1,
+                  blocked: np.ndarray | None = None) -> int | None:
+        """The open candidate with the highest score (ties: lowest index), or None.
+
+        Scores of ``-inf`` (and NaN) mark excluded items; ``exclude`` is one more item to skip. This is
+        the first open entry of :func:`ranked`'s order (descending score, ties by index), found by one
+        masked argmax instead of sorting the pool: ``np.argmax`` returns the first of equal maxima,
+        i.e. the lowest index among ties, so the pair chosen is exactly the one the sorted walk finds.
+        """
+        ok = scores > -np.inf
+        ok &= ~(self.blocked(anchor) if blocked is None else blocked)
+        if exclude >= 0:
+            ok[exclude] = False
+        candidates = np.flatnonzero(ok)
+        if len(candidates) == 0:
+            return None
+        return int(candidates[np.argmax(scores[candidates])])
+
+    def triplet(self, anchor: int, positives: np.ndarray, negatives: np.ndarray) -> bool:
+        """Choose (anchor, p) and (anchor, n), p and n the best open candidates by the two score
+        arrays (-inf: not a candidate), n != p, if both exist; all or nothing."""
+        blocked = self.blocked(anchor)
+        p = self.best_open(anchor, positives, blocked=blocked)
         if p is None:
             return False
-        n = self.first_free(anchor, negatives, exclude=p)
+        n = self.best_open(anchor, negatives, exclude=p, blocked=blocked)
         if n is None:
             return False
         for other in (p, n):
-            self._taken.add(_key(anchor, other))
             self.pairs.append(_key(anchor, other))
+            self._partners.setdefault(anchor, []).append(other)
+            self._partners.setdefault(other, []).append(anchor)
         return True
 
     def result(self) -> np.ndarray:

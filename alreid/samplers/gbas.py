@@ -13,7 +13,7 @@ import numpy as np
 
 from alreid.plugin import check_choice, check_range
 from alreid.samplers.base import Sampler, SamplingContext
-from alreid.samplers.fps import FPS_STARTS, PairPicker, farthest_point_order, ranked, triplets_for
+from alreid.samplers.fps import FPS_STARTS, PairPicker, farthest_point_order, triplets_for
 
 NEGATIVE_RULES = ("jaccard", "cosine_rank")
 
@@ -73,7 +73,7 @@ class GBASSampler(Sampler):
                     row = slice(jaccard.indptr[a], jaccard.indptr[a + 1])
                     inside = jaccard.indices[row][jaccard.data[row] < eps]
                     neg[inside] = -np.inf
-                picker.triplet(a, ranked(pos), ranked(neg))
+                picker.triplet(a, pos, neg)
             if len(picker) == before:
                 break
         self.stats_ = {"triplets": len(picker) // 2, "anchors_tried": anchors, "eps": eps}

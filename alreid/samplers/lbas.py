@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from alreid.samplers.base import Sampler, SamplingContext
-from alreid.samplers.fps import FPS_STARTS, PairPicker, check_choice, farthest_point_order, ranked, triplets_for
+from alreid.samplers.fps import FPS_STARTS, PairPicker, check_choice, farthest_point_order, triplets_for
 
 
 def largest_remainder(sizes: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:
@@ -51,6 +51,18 @@ def largest_remainder(sizes: np.ndarray, total: int, caps: np.ndarray) -> np.nda
         share[open_] = base[open_]
         break
     return share
+
+
+def cluster_members(labels: np.ndarray, clustered: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
+    """Ascending item indices of each cluster in ``ids`` (clustered items only), in one stable sort,
+    instead of one boolean scan of the whole pool per cluster and allocation round."""
+    items = np.flatnonzero(clustered)
+    lab = np.asarray(labels)[items]
+    order = np.argsort(lab, kind="stable")  # stable: members stay in ascending index order
+    items, lab = items[order], lab[order]
+    starts = np.searchsorted(lab, ids, side="left")
+    ends = np.searchsorted(lab, ids, side="right")
+    return [items[s:e] for s, e in zip(starts, ends)]
 
 
 class LBASSampler(Sampler):
@@ -85,15 +97,14 @@ class LBASSampler(Sampler):
         used = np.zeros(len(ids), dtype=np.int64)  # anchors consumed per cluster
         made = np.zeros(len(ids), dtype=np.int64)  # triplets made per cluster
         dry = np.zeros(len(ids), dtype=bool)  # every anchor of the cluster tried
+        member_lists = cluster_members(ctx.labels, clustered, ids)
         rounds, first_made = 0, 0
         while share.sum() > 0:
             rounds += 1
             for pos in np.flatnonzero(share):
-                cid = ids[pos]
-                members = np.flatnonzero(clustered & (ctx.labels == cid))
+                members = member_lists[pos]
                 if pos not in anchors:
                     anchors[pos] = farthest_point_order(ctx.features, subset=members, start=self.fps_start, rng=rng)
-                others = clustered & (ctx.labels != cid)
                 goal = made[pos] + share[pos]
                 while made[pos] < goal:
                     step = next(anchors[pos], None)
@@ -104,8 +115,9 @@ class LBASSampler(Sampler):
                     used[pos] += 1
                     far = np.full(ctx.n, -np.inf)
                     far[members] = -sims[members]
-                    near = np.where(others, sims.astype(np.float64), -np.inf)
-                    made[pos] += picker.triplet(a, ranked(far), ranked(near))
+                    near = np.where(clustered, sims.astype(np.float64), -np.inf)  # clustered non-members:
+                    near[members] = -np.inf  # the nearest other cluster
+                    made[pos] += picker.triplet(a, far, near)
             if rounds == 1:
                 first_made = int(made.sum())
             # leftover of clusters that ran dry goes to the others, by size, up to their untried anchors
