@@ -71,3 +71,127 @@ def test_a_query_without_identity_matches_nothing():
     got = rank_metrics(sim, q_ids, g_ids)
     assert (got["n_valid_queries"], got["n_skipped_queries"]) == (1, 1)
     assert got["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)  # query 1: matches at ranks 2 and 3
+
+
+def test_rank_metrics_errors_name_the_problem():
+    cases = [
+        ((np.ones(3), [1], [1, 2, 3]), {}, "similarity matrix must be 2-D (queries x gallery), got shape (3,)"),
+        ((np.ones((2, 3)), [1], [1, 2, 3]), {},
+         "similarity matrix is 2 x 3 but there are 1 query and 3 gallery identities"),
+        ((np.ones((2, 3)), [1, 2], [1, 2]), {},
+         "similarity matrix is 2 x 3 but there are 2 query and 2 gallery identities"),
+        ((np.ones((2, 3)), [1, 2], [1, 2, 3]), {"topk": (1, 0)}, "top-k values must be >= 1, got (1, 0)"),
+        ((np.array([[1.0, np.inf]]), [1], [1, 2]), {}, "similarity matrix contains NaN or infinite values"),
+        ((np.array([[1.0, 0.5], [0.2, np.nan]]), [1, 2], [1, 2]), {"chunk": 1},
+         "similarity matrix contains NaN or infinite values"),
+    ]
+    for args, kw, message in cases:
+        with pytest.raises(AlreidError) as err:
+            rank_metrics(*args, **kw)
+        assert str(err.value) == message
+
+
+def test_topk_one_is_allowed_and_only_the_asked_ks_are_reported():
+    sim = np.array([[0.2, 0.9, 0.5], [0.7, 0.1, 0.3]])
+    got = rank_metrics(sim, [1, 1], [2, 1, 2], topk=[1, 2, 3.0])
+    assert set(got) == {"mAP", "mINP", "top1", "top2", "top3", "n_valid_queries", "n_skipped_queries"}
+    assert (got["top1"], got["top2"], got["top3"]) == (0.5, 0.5, 1.0)  # the match ranks 1 and 3
+
+
+@pytest.mark.parametrize("chunk", [0, -3, 1, 2, 3, 100])
+def test_any_chunk_size_gives_the_brute_force_answer(chunk):
+    rng = np.random.default_rng(11)
+    sim = rng.integers(0, 4, (7, 9))  # integer similarities: many ties, and no float dtype to keep
+    q_ids, g_ids = rng.integers(0, 3, 7), rng.integers(0, 3, 9)
+    q_cams, g_cams = rng.integers(0, 2, 7), rng.integers(0, 2, 9)
+    assert_same(rank_metrics(sim, q_ids, g_ids, q_cams, g_cams, chunk=chunk),
+                brute_force(sim.astype(float), q_ids, g_ids, q_cams, g_cams))
+    assert_same(rank_metrics(sim, q_ids, g_ids, chunk=chunk), brute_force(sim.astype(float), q_ids, g_ids))
+
+
+def test_evaluate_retrieval_errors_name_the_problem():
+    g = np.eye(2)
+    with pytest.raises(AlreidError) as err:
+        evaluate_retrieval(np.ones((3, 2)), g, np.array([0, 1]), np.array([0, 1]), query_unknown=np.zeros(3, bool))
+    assert str(err.value) == "3 query features, 2 query identities and 3 unknown flags; they must match"
+    with pytest.raises(AlreidError) as err:
+        evaluate_retrieval(np.ones((2, 2)), g, np.array([0, 1]), np.array([0, 1]), query_unknown=np.zeros(3, bool))
+    assert str(err.value) == "2 query features, 2 query identities and 3 unknown flags; they must match"
+    with pytest.raises(AlreidError) as err:
+        evaluate_retrieval(np.ones((2, 2)), np.zeros((0, 2)), np.array([0, 1]), np.array([]),
+                           query_unknown=np.zeros(2, bool))
+    assert str(err.value) == "the gallery is empty; nothing to retrieve against"
+
+
+def test_auc_errors_and_single_class():
+    with pytest.raises(AlreidError) as err:
+        auc_known_unknown(np.array([True, False]), np.array([0.1, 0.2, 0.3]))
+    assert str(err.value) == "2 unknown flags but 3 scores"
+    assert math.isnan(auc_known_unknown([True, True], [0.1, 0.2]))
+    assert math.isnan(auc_known_unknown([0, 0], [0.1, 0.2]))
+    assert auc_known_unknown([0, 1, 0], [3, 2, 1]) == pytest.approx(0.5)  # ints are flags and scores too
+
+
+def test_zero_feature_rows_stay_zero_and_scale_does_not_matter():
+    from alreid.evaluation.metrics import _l2_normalise
+
+    out = _l2_normalise(np.array([[3, 4], [0, 0]]))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+    gallery = np.array([[2.0, 0.0], [0.0, 5.0], [1.0, 1.0]])
+    queries = np.array([[0.0, 0.0], [3.0, 1.0]])
+    got = evaluate_retrieval(queries, gallery, np.array([7, 8]), np.array([7, 8, 9]),
+                             query_unknown=np.array([False, False]), baus_threshold=0.5)
+    # the zero query scores 0 everywhere: its match (gallery 0) ranks first by index, 1-NN = gallery 0
+    # the other query: cosines 0.949, 0.316, 0.894 -> 1-NN is gallery 0 (id 7), its match (8) ranks 3rd
+    assert got["top1"] == pytest.approx(0.5) and got["mAP"] == pytest.approx((1 + 1 / 3) / 2)
+    assert got["BAKS"] == pytest.approx(0.5)
+    assert (got["n_queries"], got["n_known_queries"], got["n_unknown_queries"]) == (2, 2, 0)
+
+
+def test_evaluate_retrieval_uses_cameras_and_the_new_class_name():
+    rng = np.random.default_rng(3)
+    q, g = rng.standard_normal((6, 4)), rng.standard_normal((10, 4))
+    q_ids, g_ids = np.array([0, 1, 2, 9, 9, 1]), rng.integers(0, 3, 10)
+    q_cams, g_cams = rng.integers(0, 2, 6), rng.integers(0, 2, 10)
+    unknown = q_ids == 9
+    got = evaluate_retrieval(q, g, q_ids, g_ids, query_unknown=unknown, q_cams=q_cams, g_cams=g_cams,
+                             baus_threshold=2.0, new_class="NEW")
+    sim = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (g / np.linalg.norm(g, axis=1, keepdims=True)).T
+    ref = brute_force(sim, q_ids, g_ids, q_cams, g_cams)
+    for key in ("mAP", "mINP", "top1", "n_valid_queries", "n_skipped_queries"):
+        assert got[key] == pytest.approx(ref[key]), key
+    assert got["BAUS"] == 1.0  # every top-1 cosine is below 2: all unknown queries predicted "NEW"
+    pred = g_ids[sim.argmax(axis=1)]
+    known = ~unknown
+    per_id = [np.mean(pred[known & (q_ids == i)] == i) for i in (0, 1, 2)]
+    assert got["BAKS"] == pytest.approx(np.mean(per_id))
+    top1 = sim.max(axis=1)
+    assert got["AUC"] == pytest.approx(np.mean([float(a > b) + 0.5 * (a == b) for a in top1[known]
+                                                for b in top1[unknown]]))
+    assert (got["n_queries"], got["n_known_queries"], got["n_unknown_queries"]) == (6, 4, 2)
+
+
+def test_a_two_way_tie_ranks_the_earlier_gallery_item_first():
+    sim = np.array([[0.5, 0.5, 0.1], [0.3, 0.9, 0.9]])
+    # query 0 (id 1): its match (column 1) ties with column 0 -> rank 2; query 1 (id 2): its match
+    # (column 2) ties with column 1 -> rank 2
+    got = rank_metrics(sim, [1, 2], [3, 1, 2])
+    assert (got["mAP"], got["top1"]) == (0.5, 0.0)
+
+
+def test_queries_without_a_match_raise_no_warnings():
+    import warnings
+
+    sim = np.array([[0.5, 0.2], [0.3, 0.9], [0.1, 0.4]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = rank_metrics(sim, [1, 5, 6], [1, 2], chunk=2)  # 0/0 for the unmatched queries stays quiet
+    assert (got["n_valid_queries"], got["mAP"]) == (1, 1.0)
+
+
+def test_no_queries_or_an_empty_gallery_give_nan_metrics():
+    got = rank_metrics(np.zeros((0, 3)), [], [1, 2, 3])
+    assert (got["n_valid_queries"], got["n_skipped_queries"]) == (0, 0) and math.isnan(got["mAP"])
+    got = rank_metrics(np.zeros((2, 0)), [1, 2], [])
+    assert (got["n_valid_queries"], got["n_skipped_queries"]) == (0, 2) and math.isnan(got["top1"])
