@@ -191,7 +191,22 @@ def test_queries_without_a_match_raise_no_warnings():
 
 
 def test_no_queries_or_an_empty_gallery_give_nan_metrics():
-    got = rank_metrics(np.zeros((0, 3)), [], [1, 2, 3])
-    assert (got["n_valid_queries"], got["n_skipped_queries"]) == (0, 0) and math.isnan(got["mAP"])
-    got = rank_metrics(np.zeros((2, 0)), [1, 2], [])
-    assert (got["n_valid_queries"], got["n_skipped_queries"]) == (0, 2) and math.isnan(got["top1"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NaN by rule, not a "mean of empty slice" warning
+        got = rank_metrics(np.zeros((0, 3)), [], [1, 2, 3])
+        assert (got["n_valid_queries"], got["n_skipped_queries"]) == (0, 0) and math.isnan(got["mAP"])
+        got = rank_metrics(np.zeros((2, 0)), [1, 2], [])
+        assert (got["n_valid_queries"], got["n_skipped_queries"]) == (0, 2) and math.isnan(got["top1"])
+        got = rank_metrics(np.ones((2, 2)), [1, 2], [3, 4])
+        assert all(math.isnan(got[k]) for k in ("mAP", "mINP", "top1", "top10"))
+
+
+def test_open_set_rates_compare_mixed_type_labels_by_python_equality():
+    # identities 1, "a", 2 (per-identity hits 1, 1, 0); np.asarray of these lists would turn 1 into "1"
+    assert baks([1, "a", 2], [1, "a", 3], []) == pytest.approx(2 / 3)
+    assert baks(["u", 1, 1], [1, 1, "u"], ["u"]) == pytest.approx(1 / 2)
+    # unknown identities "u" (1 of 1 predicted new) and 7 (1 of 2); the new class is the int 0
+    assert baus(["u", 7, 7], [0, 0, 7], ["u", 7], new_class=0) == pytest.approx(0.75)
+    assert auc_known_unknown(np.array([0.0, 1.0, 0.0]), [3, 2, 1]) == pytest.approx(0.5)  # float flags
