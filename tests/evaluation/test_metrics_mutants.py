@@ -208,5 +208,5 @@ def test_open_set_rates_compare_mixed_type_labels_by_python_equality():
     assert baks([1, "a", 2], [1, "a", 3], []) == pytest.approx(2 / 3)
     assert baks(["u", 1, 1], [1, 1, "u"], ["u"]) == pytest.approx(1 / 2)
     # unknown identities "u" (1 of 1 predicted new) and 7 (1 of 2); the new class is the int 0
-    assert baus(["u", 7, 7], [0, 0, 7], ["u", 7], new_class=0) == pytest.approx(0.75)
+    assert baus(["u", 7, 7], [0, "x", 0], ["u", 7], new_class=0) == pytest.approx(0.75)
     assert auc_known_unknown(np.array([0.0, 1.0, 0.0]), [3, 2, 1]) == pytest.approx(0.5)  # float flags
