@@ -210,3 +210,30 @@ def test_open_set_rates_compare_mixed_type_labels_by_python_equality():
     # unknown identities "u" (1 of 1 predicted new) and 7 (1 of 2); the new class is the int 0
     assert baus(["u", 7, 7], [0, "x", 0], ["u", 7], new_class=0) == pytest.approx(0.75)
     assert auc_known_unknown(np.array([0.0, 1.0, 0.0]), [3, 2, 1]) == pytest.approx(0.5)  # float flags
+
+
+def test_single_class_auc_is_nan_without_asking_sklearn():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn would warn (or raise) on a single class
+        assert math.isnan(auc_known_unknown([True, True], [0.1, 0.2]))
+        assert math.isnan(auc_known_unknown([False, False, False], [0.1, 0.2, 0.3]))
+
+
+def test_unknown_flags_given_as_integers_mean_the_same_as_booleans():
+    rng = np.random.default_rng(4)
+    q, g = rng.standard_normal((5, 3)), rng.standard_normal((6, 3))
+    q_ids, g_ids = np.array([0, 1, 2, 8, 9]), np.array([0, 1, 2, 0, 1, 2])
+    flags = [0, 0, 0, 1, 1]
+    as_int = evaluate_retrieval(q, g, q_ids, g_ids, query_unknown=flags, baus_threshold=0.3)
+    as_bool = evaluate_retrieval(q, g, q_ids, g_ids, query_unknown=np.array(flags, bool), baus_threshold=0.3)
+    assert as_int == pytest.approx(as_bool, nan_ok=True)
+    assert (as_int["n_known_queries"], as_int["n_unknown_queries"]) == (3, 2)
+
+
+def test_baus_threshold_is_strict():
+    # the unknown query's top-1 cosine is exactly 1.0: not below a threshold of 1.0, so not "new"
+    got = evaluate_retrieval(np.array([[2.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 1.0]]), np.array(["u"]),
+                             np.array(["a", "b"]), query_unknown=np.array([True]), baus_threshold=1.0)
+    assert got["BAUS"] == 0.0
