@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""Mutation testing of one module, one forked pytest per mutant: the runner behind tests/mutants/SURVIVORS.md.
+
+`mutmut run` starts a fresh pytest per mutant and, on a loaded 2-core machine, spends most of its time in start-up
+and timeouts. This runner uses mutmut's own generator (the same mutant names and diffs as `mutmut show`), writes the
+trampolined module into a scratch copy of the package (the repository is never modified), runs the focused tests
+once unmutated (they must pass, and every lazy import happens there), then forks one child per mutant that selects
+it through MUTANT_UNDER_TEST and runs the tests with `-x` under a time limit. One JSON line per mutant goes to OUT;
+a rerun skips the mutants already in OUT.
+
+    .venv/bin/python scripts/mutants_fork.py alreid/samplers/nis.py /tmp/nis.jsonl -- tests/samplers/test_nis.py
+    .venv/bin/python scripts/mutants_fork.py alreid/evaluation/metrics.py OUT --funcs auc_known_unknown --timeout 20 \\
+        -- tests/evaluation/test_metrics.py
+
+Status per mutant: killed (a test failed), survived (all passed: kill it with a test or explain it as equivalent in
+SURVIVORS.md), timeout (no result in time: a hang, or a loaded machine; rerun those with --only). Run it under
+`nice -n 19` next to other work; BLAS/OpenMP are held to one thread (faiss hangs in a forked child otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from difflib import unified_diff
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    if "--" not in argv:
+        raise SystemExit("usage: mutants_fork.py MODULE OUT [options] -- TESTS...  (the tests after '--')")
+    sep = argv.index("--")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("module", help="path of the module to mutate, relative to the repository, e.g. alreid/samplers/nis.py")
+    p.add_argument("out", type=Path, help="JSON-lines results (appended; mutants already there are skipped)")
+    p.add_argument("--funcs", default="", help="only mutants of these functions (comma-separated name suffixes)")
+    p.add_argument("--only", default="", help="only these mutant names (comma-separated)")
+    p.add_argument("--timeout", type=float, default=90.0, help="seconds per mutant before it counts as a timeout")
+    p.add_argument("--work", type=Path, default=None, help="scratch copy of the package (default: a temporary folder)")
+    return p.parse_args(argv[:sep]), argv[sep + 1:]
+
+
+def scratch_copy(work: Path) -> None:
+    """alreid/, tests/ and pyproject.toml of the repository, copied so the mutated module never touches the tree."""
+    for name in ("alreid", "tests"):
+        shutil.copytree(ROOT / name, work / name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+
+
+def run_child(name: str, tests: list[str], timeout: float) -> tuple[int | str, str, float]:
+    """Fork; the child runs the tests with mutant ``name`` active; (exit code or 'timeout', output tail, seconds)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        import pytest
+        import _pytest.python
+
+        os.close(r)
+        os.environ["MUTANT_UNDER_TEST"] = name
+        # a failure report would re-read the (large) trampolined module for its source lines: one line instead
+        _pytest.python.Function.repr_failure = lambda self, excinfo: f"{excinfo.typename}: {str(excinfo.value)[:200]}"
+        os.dup2(w, 1)
+        os.dup2(w, 2)
+        try:
+            code = pytest.main(["-x", "-q", "--tb=no", "-p", "no:cacheprovider", *tests])
+        except BaseException:  # noqa: BLE001 - any crash of the mutant counts as a failure
+            import traceback
+
+            traceback.print_exc()
+            code = 3
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(code))
+    os.close(w)
+    os.set_blocking(r, False)
+    buf, t0 = b"", time.time()
+
+    def drain() -> None:
+        nonlocal buf
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(r, 65536):
+                buf += chunk
+
+    while True:
+        drain()
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            drain()
+            rc: int | str = os.waitstatus_to_exitcode(status)
+            break
+        if time.time() - t0 > timeout:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            rc = "timeout"
+            break
+        time.sleep(0.05)
+    os.close(r)
+    return rc, buf.decode(errors="replace"), time.time() - t0
+
+
+def main(argv: list[str]) -> int:
+    args, tests = parse(argv)
+    if not tests:
+        raise SystemExit("name the focused tests after '--', e.g. -- tests/samplers/test_nis.py")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        import libcst as cst
+        from mutmut.mutation.diff_apply import read_mutant_function, read_original_function
+        from mutmut.mutation.file_mutation import mutate_file_contents
+    except ImportError:
+        raise SystemExit("mutmut is not installed: pip install -e '.[dev]' (mutmut 3.x)") from None
+    source_path = ROOT / args.module
+    if not source_path.is_file():
+        raise SystemExit(f"no module {args.module!r} under {ROOT}")
+    work = args.work or Path(tempfile.mkdtemp(prefix="alreid-mutants-"))
+    scratch_copy(work)
+    out = args.out.resolve()
+    os.chdir(work)
+    sys.path.insert(0, str(work))
+    original = source_path.read_text()
+    mutated = mutate_file_contents(args.module, original)
+    (work / args.module).write_text(mutated.code)
+    modname = args.module[:-3].replace("/", ".")
+    parsed = cst.parse_module(mutated.code)
+
+    def diff_of(name: str) -> str:
+        a, b = (cst.Module([f]).code.strip() for f in (read_original_function(parsed, name),
+                                                       read_mutant_function(parsed, name)))
+        return "\n".join(unified_diff(a.split("\n"), b.split("\n"), args.module, args.module, lineterm=""))
+
+    import pytest
+
+    mod = importlib.import_module(modname)
+    if not str(mod.__file__).startswith(str(work)):
+        raise SystemExit(f"{modname} was imported from {mod.__file__}, not the scratch copy: run from another folder")
+    for t in tests:  # imported once here, so each child only runs them
+        f = t.split("::")[0]
+        if f.endswith(".py"):
+            importlib.import_module(f[:-3].replace("/", "."))
+    os.environ["MUTANT_UNDER_TEST"] = ""
+    with contextlib.redirect_stdout(io.StringIO()) as captured:
+        clean = pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests])
+    if clean != 0:
+        print(captured.getvalue()[-2000:])
+        raise SystemExit("the focused tests fail without any mutant: fix them first")
+    del os.environ["MUTANT_UNDER_TEST"]
+
+    done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
+    names = list(mutated.mutant_names)
+    if args.funcs:
+        funcs = args.funcs.split(",")
+        names = [n for n in names if any(n.split("__mutmut_")[0].endswith(f) for f in funcs)]
+    if args.only:
+        names = [n for n in names if n in set(args.only.split(","))]
+    counts: dict[str, int] = {}
+    for k, name in enumerate(names, 1):
+        if name in done:
+            continue
+        rc, tail, secs = run_child(f"{modname}.{name}", tests, args.timeout)
+        status = {0: "survived", 1: "killed"}.get(rc, "timeout" if rc == "timeout" else f"rc{rc}")
+        counts[status] = counts.get(status, 0) + 1
+        rec = {"name": name, "status": status, "secs": round(secs, 1)}
+        if status != "killed":
+            rec["diff"] = diff_of(f"{modname}.{name}")
+            rec["tail"] = tail[-800:]
+        with open(out, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        print(f"[{k}/{len(names)}] {name} {status} {rec['secs']}s", flush=True)
+    print("; ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing new to run", f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
