@@ -72,18 +72,23 @@ def tool(name: str) -> str:
     return found
 
 
-def start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), None when no such process.
-
-    Recorded with every pid so that a recycled pid is never signalled."""
+def stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), None when the process is gone or a
+    zombie (gone for our purposes)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":  # a zombie is gone for our purposes
-        return None
-    return int(fields[19])
+    return None if fields[0] == "Z" else fields
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), None when no such process.
+
+    Recorded with every pid so that a recycled pid is never signalled."""
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def is_ours(comp: dict[str, Any]) -> bool:
@@ -95,14 +100,7 @@ def process_table() -> dict[int, tuple[int, int, int]]:
     """Every live (non-zombie) process: pid -> (parent pid, process group, start time)."""
     table = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z":
+        if entry.name.isdigit() and (fields := stat_fields(entry.name)) is not None:
             table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[19]))
     return table
 

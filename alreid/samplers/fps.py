@@ -59,34 +59,6 @@ def farthest_point_order(features: np.ndarray, *, subset: np.ndarray | None = No
         if min_dist[pos] == -np.inf:
             return
 
-def ranked(scores: np.ndarray, *, first: int = 64) -> Iterator[np.ndarray]:
-    """Indices by descending score, in chunks, skipping -inf (excluded) entries.
-
-    The candidate order of the triplet samplers, spelled out; :meth:`PairPicker.best_open` finds the
-    first open entry of this order without sorting (tests check the two agree).
-
-    The first chunk comes from a partial sort, so an anchor whose best candidate is free costs
-    O(n) instead of a full O(n log n) sort; the rest is sorted only if it is needed.
-    """
-    valid = np.flatnonzero(scores > -np.inf)
-    if len(valid) == 0:
-        return
-    s = scores[valid]
-    if len(valid) > first:
-        # argpartition picks an arbitrary subset of the scores tied at the boundary: take every score above
-        # the first-th largest, then the tied ones by index (valid is ascending), so ties stay by index
-        kth = -np.partition(-s, first - 1)[first - 1]
-        above = np.flatnonzero(s > kth)
-        top = np.concatenate([above, np.flatnonzero(s == kth)[:first - len(above)]])
-        top = top[np.lexsort((valid[top], -s[top]))]  # ties by index: deterministic
-        yield valid[top]
-        rest = np.ones(len(valid), dtype=bool)
-        rest[top] = False
-        valid, s = valid[rest], s[rest]
-    order = np.lexsort((valid, -s))
-    yield valid[order]
-
-
 class PairPicker:
     """Collects this cycle's pairs, never one whose answer is known/implied or already chosen.
 
@@ -140,8 +112,9 @@ class PairPicker:
         """The open candidate with the highest score (ties: lowest index), or None.
 
         Scores of ``-inf`` (and NaN) mark excluded items; ``exclude`` is one more item to skip. This is
-        the first open entry of :func:`ranked`'s order (descending score, ties by index), found by one
-        masked argmax instead of sorting the pool: ``np.argmax`` returns the first of equal maxima,
+        the first open entry of the candidate order (descending score, ties by index; spelled out as
+        ``ranked`` in tests/samplers/candidate_order.py), found by one masked argmax instead of sorting
+        the pool: ``np.argmax`` returns the first of equal maxima,
         i.e. the lowest index among ties, so the pair chosen is exactly the one the sorted walk finds.
         """
         ok = scores > -np.inf

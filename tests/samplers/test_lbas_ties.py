@@ -2,8 +2,9 @@
 
 * ``largest_remainder``: equal remainders go to the larger cluster first, then to the lower index.
   (The older hand case for this had remainders 0.33 and 0.67, so it never reached the tie.)
-* ``ranked`` (the candidate order of LBAS/GBAS/NIS): descending score, ties by index, also across the
-  boundary of the partially sorted first chunk.
+* ``ranked`` (the reference candidate order of GBAS/LBAS, tests/samplers/candidate_order.py, which
+  ``PairPicker.best_open`` must match): descending score, ties by index, also across the boundary of the
+  partially sorted first chunk.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alreid.samplers.fps import ranked
+from tests.samplers.candidate_order import ranked
 from alreid.samplers.lbas import largest_remainder
 
 

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from alreid.constraints import ConstraintStore
-from alreid.samplers.fps import PairPicker, farthest_point_order, ranked, triplets_for
+from alreid.samplers.fps import PairPicker, farthest_point_order, triplets_for
 from alreid.samplers.gbas import GBASSampler
 from alreid.samplers.lbas import LBASSampler, cluster_members, largest_remainder
+from tests.samplers.candidate_order import ranked
 from tests.samplers.test_gbas import context, random_jaccard
 
 
