@@ -5,14 +5,15 @@
 and timeouts. This runner uses mutmut's own generator (the same mutant names and diffs as `mutmut show`), writes the
 trampolined module into a scratch copy of the package (the repository is never modified), runs the focused tests
 once unmutated (they must pass, and every lazy import happens there), then forks one child per mutant that selects
-it through MUTANT_UNDER_TEST and runs the tests with `-x` under a time limit. One JSON line per mutant goes to OUT;
+it through MUTANT_UNDER_TEST and runs, with `-x` under a time limit, the focused tests that call its function (noted
+in the clean run, as `mutmut run` does; a mutant that survives them is run again with all of them). One JSON line per mutant goes to OUT;
 a rerun skips the mutants already in OUT.
 
     .venv/bin/python scripts/mutants_fork.py alreid/samplers/nis.py /tmp/nis.jsonl -- tests/samplers/test_nis.py
     .venv/bin/python scripts/mutants_fork.py alreid/evaluation/metrics.py OUT --funcs auc_known_unknown --timeout 20 \\
         -- tests/evaluation/test_metrics.py
 
-Status per mutant: killed (a test failed), survived (all passed: kill it with a test or explain it as equivalent in
+Status per mutant: killed (a test failed), no tests (no focused test calls its function), survived (all passed: kill it with a test or explain it as equivalent in
 SURVIVORS.md), timeout (no result in time: a hang, or a loaded machine; rerun those with --only). Run it under
 `nice -n 19` next to other work; BLAS/OpenMP are held to one thread (faiss hangs in a forked child otherwise).
 """
@@ -46,6 +47,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--funcs", default="", help="only mutants of these functions (comma-separated name suffixes)")
     p.add_argument("--only", default="", help="only these mutant names (comma-separated)")
     p.add_argument("--timeout", type=float, default=90.0, help="seconds per mutant before it counts as a timeout")
+    p.add_argument("--all-tests", action="store_true",
+                   help="run every focused test for each mutant, not only those that call its function")
     p.add_argument("--work", type=Path, default=None, help="scratch copy of the package (default: a temporary folder)")
     return p.parse_args(argv[:sep]), argv[sep + 1:]
 
@@ -109,6 +112,45 @@ def run_child(name: str, tests: list[str], timeout: float) -> tuple[int | str, s
     return rc, buf.decode(errors="replace"), time.time() - t0
 
 
+def record_reach(tests: list[str]) -> dict[str, list[str]]:
+    """Run the tests once unmutated (they must pass) and note, per mutated function, the tests that call it.
+
+    mutmut's trampoline reports every call of a mutated function when MUTANT_UNDER_TEST is "stats"; a pytest hook
+    names the running test. A mutant then runs only the tests that reach its function (as `mutmut run` does); one
+    that survives them is run again with every focused test, so a function reached only through a fixture computed
+    for another test is still judged by all of them.
+    """
+    import pytest
+    import mutmut.mutation.trampoline as trampoline
+
+    reached: dict[str, list[str]] = {}
+    current = {"test": ""}
+
+    class Tracker:
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_protocol(self, item, nextitem):  # noqa: ANN001 - pytest hook signature
+            current["test"] = item.nodeid
+            try:
+                return (yield)
+            finally:
+                current["test"] = ""
+
+    def hit(name: str, caller: str | None = None) -> None:  # noqa: ARG001 - the trampoline's signature
+        users = reached.setdefault(name, [])
+        if current["test"] and (not users or users[-1] != current["test"]) and current["test"] not in users:
+            users.append(current["test"])
+
+    trampoline.record_trampoline_hit = hit
+    os.environ["MUTANT_UNDER_TEST"] = "stats"
+    with contextlib.redirect_stdout(io.StringIO()) as captured:
+        clean = pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests], plugins=[Tracker()])
+    del os.environ["MUTANT_UNDER_TEST"]
+    if clean != 0:
+        print(captured.getvalue()[-2000:])
+        raise SystemExit("the focused tests fail without any mutant: fix them first")
+    return reached
+
+
 def main(argv: list[str]) -> int:
     args, tests = parse(argv)
     if not tests:
@@ -120,6 +162,7 @@ def main(argv: list[str]) -> int:
         import libcst as cst
         from mutmut.mutation.diff_apply import read_mutant_function, read_original_function
         from mutmut.mutation.file_mutation import mutate_file_contents
+        from mutmut.utils.format_utils import mangled_name_from_mutant_name
     except ImportError:
         raise SystemExit("mutmut is not installed: pip install -e '.[dev]' (mutmut 3.x)") from None
     source_path = ROOT / args.module
@@ -150,13 +193,7 @@ def main(argv: list[str]) -> int:
         f = t.split("::")[0]
         if f.endswith(".py"):
             importlib.import_module(f[:-3].replace("/", "."))
-    os.environ["MUTANT_UNDER_TEST"] = ""
-    with contextlib.redirect_stdout(io.StringIO()) as captured:
-        clean = pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests])
-    if clean != 0:
-        print(captured.getvalue()[-2000:])
-        raise SystemExit("the focused tests fail without any mutant: fix them first")
-    del os.environ["MUTANT_UNDER_TEST"]
+    reached = record_reach(tests)
 
     done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
     names = list(mutated.mutant_names)
@@ -169,8 +206,15 @@ def main(argv: list[str]) -> int:
     for k, name in enumerate(names, 1):
         if name in done:
             continue
-        rc, tail, secs = run_child(f"{modname}.{name}", tests, args.timeout)
-        status = {0: "survived", 1: "killed"}.get(rc, "timeout" if rc == "timeout" else f"rc{rc}")
+        selected = tests if args.all_tests else reached.get(f"{modname}.{mangled_name_from_mutant_name(name)}", [])
+        if not selected:
+            rc, tail, secs = "no tests", "no focused test calls this function", 0.0
+        else:
+            rc, tail, secs = run_child(f"{modname}.{name}", selected, args.timeout)
+            if rc == 0 and selected is not tests:  # survived the tests that reach it: confirm with all of them
+                rc, tail, more = run_child(f"{modname}.{name}", tests, args.timeout)
+                secs += more
+        status = {0: "survived", 1: "killed"}.get(rc, rc if rc in ("timeout", "no tests") else f"rc{rc}")
         counts[status] = counts.get(status, 0) + 1
         rec = {"name": name, "status": status, "secs": round(secs, 1)}
         if status != "killed":
