@@ -105,6 +105,14 @@ def test_cycle_defaults_to_zero():
     assert s.answers.cycle.tolist() == [0, 0]
 
 
+@pytest.mark.parametrize("same", [[True, False], [[True], [False]], [[True, False]]])
+def test_add_many_flattens_pairs_and_answers(same):
+    s = ConstraintStore(4)
+    s.add_many(np.array([3, 1, 1, 2]), np.array(same), cycle=2)  # pairs given flat, answers in any shape
+    assert s.answers.values.tolist() == [[1, 3, True, 2], [1, 2, False, 2]]
+    assert s.implied(2, 3) == CL
+
+
 def test_cannot_link_conflict_message_in_full():
     s = ConstraintStore(4)
     s.add(0, 1, False)
