@@ -112,7 +112,7 @@ def run_child(name: str, tests: list[str], timeout: float) -> tuple[int | str, s
     return rc, buf.decode(errors="replace"), time.time() - t0
 
 
-def record_reach(tests: list[str]) -> dict[str, list[str]]:
+def record_reach(tests: list[str]) -> tuple[dict[str, list[str]], dict[str, float]]:
     """Run the tests once unmutated (they must pass) and note, per mutated function, the tests that call it.
 
     mutmut's trampoline reports every call of a mutated function when MUTANT_UNDER_TEST is "stats"; a pytest hook
@@ -124,16 +124,19 @@ def record_reach(tests: list[str]) -> dict[str, list[str]]:
     import mutmut.mutation.trampoline as trampoline
 
     reached: dict[str, list[str]] = {}
+    seconds: dict[str, float] = {}
     current = {"test": ""}
 
     class Tracker:
         @pytest.hookimpl(wrapper=True)
         def pytest_runtest_protocol(self, item, nextitem):  # noqa: ANN001 - pytest hook signature
             current["test"] = item.nodeid
+            t0 = time.perf_counter()
             try:
                 return (yield)
             finally:
                 current["test"] = ""
+                seconds[item.nodeid] = time.perf_counter() - t0
 
     def hit(name: str, caller: str | None = None) -> None:  # noqa: ARG001 - the trampoline's signature
         users = reached.setdefault(name, [])
@@ -148,7 +151,12 @@ def record_reach(tests: list[str]) -> dict[str, list[str]]:
     if clean != 0:
         print(captured.getvalue()[-2000:])
         raise SystemExit("the focused tests fail without any mutant: fix them first")
-    return reached
+    return reached, seconds
+
+
+def failed_tests(output: str) -> list[str]:
+    """Node ids pytest's short summary names as FAILED or ERROR."""
+    return [line.split()[1] for line in output.splitlines() if line.startswith(("FAILED ", "ERROR ")) and len(line.split()) > 1]
 
 
 def main(argv: list[str]) -> int:
@@ -193,7 +201,8 @@ def main(argv: list[str]) -> int:
         f = t.split("::")[0]
         if f.endswith(".py"):
             importlib.import_module(f[:-3].replace("/", "."))
-    reached = record_reach(tests)
+    reached, seconds = record_reach(tests)
+    killers: dict[str, list[str]] = {}  # per function, the tests that killed its latest mutants (tried first)
 
     done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
     names = list(mutated.mutant_names)
@@ -206,7 +215,13 @@ def main(argv: list[str]) -> int:
     for k, name in enumerate(names, 1):
         if name in done:
             continue
-        selected = tests if args.all_tests else reached.get(f"{modname}.{mangled_name_from_mutant_name(name)}", [])
+        func = f"{modname}.{mangled_name_from_mutant_name(name)}"
+        if args.all_tests:
+            selected = tests
+        else:  # -x stops at the first failure: the tests that killed this function's mutants so far, then fastest first
+            users = reached.get(func, [])
+            first = [t for t in killers.get(func, []) if t in users]
+            selected = first + sorted((t for t in users if t not in first), key=lambda t: seconds.get(t, 0.0))
         if not selected:
             rc, tail, secs = "no tests", "no focused test calls this function", 0.0
         else:
@@ -215,6 +230,12 @@ def main(argv: list[str]) -> int:
                 rc, tail, more = run_child(f"{modname}.{name}", tests, args.timeout)
                 secs += more
         status = {0: "survived", 1: "killed"}.get(rc, rc if rc in ("timeout", "no tests") else f"rc{rc}")
+        if status == "killed":
+            for t in failed_tests(tail):
+                order = killers.setdefault(func, [])
+                if t in order:
+                    order.remove(t)
+                order.insert(0, t)
         counts[status] = counts.get(status, 0) + 1
         rec = {"name": name, "status": status, "secs": round(secs, 1)}
         if status != "killed":
