@@ -1,0 +1,139 @@
+"""AAS sampler details pinned by the mutation review (tests/mutants/aas.md): the exact error of every bad
+hyperparameter and its inclusive bounds, the documented defaults, and ``explain_`` (what annotators are shown
+for each drawn pair) worked by hand on the paper's Figure 1 scene of test_aas.py."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from alreid.constraints import ConstraintStore
+from alreid.errors import ConfigError
+from alreid.samplers.aas import AASSampler
+from tests.samplers.test_aas import FIG_US, fig_context, fig_sampler
+
+OWNER = "method 'aas' parameter"
+WEIGHTS = "(inlier-inlier, inlier-outlier, outlier-outlier)"
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"epsilon": 1.5}, f"{OWNER} epsilon must be a number in [0.0, 1.0]; got 1.5"),
+    ({"epsilon": -0.1}, f"{OWNER} epsilon must be a number in [0.0, 1.0]; got -0.1"),
+    ({"k_max": 0}, f"{OWNER} k_max must be an integer in [1, inf]; got 0"),
+    ({"k_max": 2.5}, f"{OWNER} k_max must be an integer in [1, inf]; got 2.5"),
+    ({"s_min": -0.1}, f"{OWNER} s_min must be a number in [0.0, 1.0]; got -0.1"),
+    ({"s_min": 1.01}, f"{OWNER} s_min must be a number in [0.0, 1.0]; got 1.01"),
+    ({"dense_cap": 1}, f"{OWNER} dense_cap must be an integer in [2, inf]; got 1"),
+    ({"dense_cap": 2.5}, f"{OWNER} dense_cap must be an integer in [2, inf]; got 2.5"),
+    ({"sim": "euclid"}, f"{OWNER} sim must be one of jaccard, cosine; got 'euclid'"),
+    ({"dist": "l2"}, f"{OWNER} dist must be one of jaccard, cosine; got 'l2'"),
+    ({"finch_input": "l2"}, f"{OWNER} finch_input must be one of cosine, jaccard_rank; got 'l2'"),
+    ({"rho_mode": "x"}, f"{OWNER} rho_mode must be one of disagreement, count, size; got 'x'"),
+    ({"omega_mode": "x"}, f"{OWNER} omega_mode must be one of uniform, sim; got 'x'"),
+    ({"omega_mode": None}, f"{OWNER} omega_mode must be one of uniform, sim; got None"),
+    ({"apply_constraints": "yes"}, f"{OWNER} apply_constraints must be one of np3, none; got 'yes'"),
+    ({"draw": "greedy"}, f"{OWNER} draw must be one of without_replacement, with_replacement_dedup; got 'greedy'"),
+    ({"finch_level": -1}, f"{OWNER} finch_level must be a non-negative int or 'match_dbscan'; got -1"),
+    ({"finch_level": True}, f"{OWNER} finch_level must be a non-negative int or 'match_dbscan'; got True"),
+    ({"finch_level": 1.5}, f"{OWNER} finch_level must be a non-negative int or 'match_dbscan'; got 1.5"),
+    ({"pi_mode": "flat"}, f"{OWNER} pi_mode must be one of uniform, proportional or a list of 3 non-negative weights "
+                          f"{WEIGHTS}; got 'flat'"),
+    ({"pi_mode": [1, 2]}, f"{OWNER} pi_mode as weights must be 3 non-negative numbers with a positive sum "
+                          f"{WEIGHTS}; got [1, 2]"),
+    ({"pi_mode": [True, 1, 1]}, f"{OWNER} pi_mode as weights must be 3 non-negative numbers with a positive sum "
+                                f"{WEIGHTS}; got [True, 1, 1]"),
+    ({"pi_mode": [float("nan"), 1, 1]}, f"{OWNER} pi_mode as weights must be 3 non-negative numbers with a "
+                                        f"positive sum {WEIGHTS}; got [nan, 1, 1]"),
+    ({"pi_mode": [0, 0, 0]}, f"{OWNER} pi_mode as weights must be 3 non-negative numbers with a positive sum "
+                             f"{WEIGHTS}; got [0, 0, 0]"),
+])
+def test_each_bad_parameter_is_named_with_what_is_allowed(params, message):
+    with pytest.raises(ConfigError) as err:
+        AASSampler.from_params(params)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("params", [
+    {"epsilon": 0.0}, {"epsilon": 1.0}, {"k_max": 1}, {"s_min": 0.0}, {"s_min": 1.0}, {"dense_cap": 2},
+    {"finch_level": 0}, {"finch_level": np.int64(3)}, {"finch_level": "match_dbscan"},
+    {"pi_mode": [1, 0, 0]}, {"pi_mode": (0.5, 0.25, 0.0)}, {"pi_mode": [0.1, 0.1, 0.1]},  # sums below 1 are fine
+])
+def test_bounds_are_inclusive_and_weights_need_only_a_positive_sum(params):
+    s = AASSampler.from_params(params)
+    assert all(s.get_params()[k] is v for k, v in params.items())
+
+
+def test_documented_defaults():
+    """The defaults of the class docstring and spec §1.13 (epsilon, k_max, s_min from the paper)."""
+    assert AASSampler().get_params() == {
+        "epsilon": 0.6, "k_max": 5, "s_min": 0.3, "sim": "jaccard", "dist": "jaccard", "finch_level": 0,
+        "finch_input": "cosine", "pi_mode": "uniform", "rho_mode": "disagreement", "omega_mode": "uniform",
+        "apply_constraints": "np3", "dense_cap": 2048, "draw": "without_replacement"}
+    AASSampler().validate_params()
+
+
+# ---------------------------------------------------------------------------------------------------
+# explain_ on Figure 1 (test_aas.py header): regions S1 = {0..5} -> 0, S2 = {6..9} -> 1, S3 = {10, 11, 16} -> 2;
+# A = FIG_A (DBSCAN), B = FIG_B (FINCH), outliers 9, 10, 11, 15, 16; U_os = {(5, 8)} at k_max=1, s_min=0.8.
+# Per pair, by hand: (region_u, region_v, same_a, same_b, outlier_u, outlier_v)
+# ---------------------------------------------------------------------------------------------------
+FIG_WHY = {
+    (5, 8): (0, 1, False, False, False, False),  # the medoids of S1 and S2: split apart in both views
+    (3, 5): (0, 0, True, False, False, False),  # A joins x4, x6; B splits them
+    (4, 5): (0, 0, False, True, False, False),
+    (7, 8): (1, 1, True, False, False, False),
+    (8, 9): (1, 1, False, True, False, True),
+    (10, 11): (2, 2, False, True, True, True),
+    (10, 16): (2, 2, False, True, True, True),
+    (11, 16): (2, 2, False, True, True, True),
+}
+# P(.|U_us) by hand (test_aas.py::test_figure1_probabilities_by_hand): pi 1/3, rho(S1|ii) 20/47, rho(S2|ii) 27/47
+P_US = {(3, 5): Fraction(10, 141), (4, 5): Fraction(10, 141), (7, 8): Fraction(9, 47), (8, 9): Fraction(1, 3),
+        (10, 11): Fraction(1, 9), (10, 16): Fraction(1, 9), (11, 16): Fraction(1, 9)}
+KEYS = {"pool", "region_u", "region_v", "same_a", "same_b", "outlier_u", "outlier_v", "probability"}
+
+
+def check_explain(s: AASSampler, pairs: np.ndarray, probability: dict) -> None:
+    why = s.explain_
+    assert set(why) == KEYS
+    assert all(len(v) == len(pairs) for v in why.values())
+    for t, (u, v) in enumerate(pairs.tolist()):
+        assert why["pool"][t] == ("over" if (u, v) == (5, 8) else "under"), (u, v)
+        got = tuple(why[k][t] for k in ("region_u", "region_v", "same_a", "same_b", "outlier_u", "outlier_v"))
+        assert got == FIG_WHY[(u, v)], (u, v)
+        assert why["probability"][t] == pytest.approx(probability[(u, v)], rel=1e-9)
+    # region ids are integers (the annotation batch stores them in JSON as 0, 1, 2, never 0.0)
+    assert why["region_u"].dtype == why["region_v"].dtype == np.int64
+    assert why["probability"].dtype == np.float64
+
+
+def test_explain_of_every_drawn_pair_by_hand(monkeypatch):
+    s = fig_sampler(monkeypatch)
+    pairs = s.select(fig_context(), 100, np.random.default_rng(0))
+    assert {tuple(p) for p in pairs.tolist()} == set(FIG_WHY)
+    # Eq. 6 with epsilon 0.6: the medoid pair alone in U_os gets 0.6, a U_us pair 0.4 P(.|U_us)
+    check_explain(s, pairs, {(5, 8): 0.6, **{p: 0.4 * float(q) for p, q in P_US.items()}})
+    # a budget of 3 explains exactly the 3 pairs returned, in their order
+    pairs = s.select(fig_context(), 3, np.random.default_rng(1))
+    assert len(pairs) == 3
+    check_explain(s, pairs, {(5, 8): 0.6, **{p: 0.4 * float(q) for p, q in P_US.items()}})
+
+
+def test_explain_with_an_empty_over_segmentation_pool(monkeypatch):
+    s = fig_sampler(monkeypatch, s_min=0.99)  # cos 34 deg < 0.99: no medoid pair, epsilon_eff = 0
+    pairs = s.select(fig_context(), 100, np.random.default_rng(0))
+    assert {tuple(p) for p in pairs.tolist()} == set(P_US) and s.stats_["epsilon_eff"] == 0.0
+    check_explain(s, pairs, {p: float(q) for p, q in P_US.items()})
+
+
+def test_explain_with_an_empty_under_segmentation_pool(monkeypatch):
+    """Every U_us pair already answered (cannot-link; no NP3, so the regions stay): only (5, 8) is left."""
+    store = ConstraintStore(17)
+    for u, v in FIG_US:
+        store.add(u, v, False)
+    s = fig_sampler(monkeypatch)
+    pairs = s.select(fig_context(store), 100, np.random.default_rng(0))
+    assert pairs.tolist() == [[5, 8]] and s.stats_["epsilon_eff"] == 1.0 and s.stats_["u_us"] == 0
+    check_explain(s, pairs, {(5, 8): 1.0})
