@@ -119,7 +119,7 @@ def test_empty_pool_gives_an_empty_matrix() -> None:
     assert isinstance(got, sp.csr_matrix) and got.shape == (0, 0) and got.dtype == np.float32
 
 
-def test_missing_neighbours_are_left_out() -> None:
+def test_missing_neighbours_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     # an approximate index may return -1 for neighbours it could not find
     x = clustered(80, dim=8, n_ids=10, seed=12)
     rank = exact_rank(x, 10)
@@ -128,8 +128,12 @@ def test_missing_neighbours_are_left_out() -> None:
         rank[i, rng.integers(1, 10):] = -1  # a missing tail, self (column 0) kept
     for k2 in (1, 3, 6):
         check(jaccard_distance(x, 10, k2, knn=(None, rank)), reference(x, rank, 10, k2))
+    # faiss reports a missing neighbour's similarity as -3.4e38: those entries are not spot-checked
     sims = np.where(rank >= 0, np.einsum("ij,ikj->ik", x, x[np.where(rank >= 0, rank, 0)]), -3.4e38)
+    counts = _count_computed(monkeypatch)
     check(jaccard_distance(x, 10, 6, knn=(sims.astype(np.float32), rank)), reference(x, rank, 10, 6))
+    sets = reference_sets(rank, 10)
+    assert sum(counts) == sum(len(s - set(rank[i].tolist())) for i, s in enumerate(sets)) > 0
 
 
 def test_a_repeated_neighbour_counts_once_in_the_sets() -> None:
@@ -163,6 +167,44 @@ def test_every_block_size_gives_the_reference(max_pairs: int) -> None:
     assert np.array_equal(t.indices, got.indices) and np.array_equal(t.data, got.data)
 
 
+def test_upper_blocks_hold_at_most_max_pairs_candidates_and_are_as_large_as_that_allows() -> None:
+    # "max_pairs bounds the number of candidate pairs materialised at once": a candidate is a triple
+    # (i, j, t) with i < j both non-zero in column t; blocks are consecutive rows, filled greedily
+    x = clustered(60, dim=8, n_ids=6, seed=25)
+    rank = exact_rank(x, 10)
+    want = reference(x, rank, 10, 3)
+    v = jac._query_expand(jac._encode(x, jac._expanded_sets(jac._reciprocal(rank, 10, 60), jac._reciprocal(
+        rank, 6, 60)), rank, None), rank, 3)
+    nz = v.toarray() > 0
+    per_row = np.array([sum(int(nz[i + 1:, t].sum()) for t in np.flatnonzero(nz[i])) for i in range(60)])
+    assert per_row[-1] == 0 and per_row[:2].sum() > 0
+    for max_pairs in (1, int(per_row[:2].sum()), int(per_row[:3].sum()) - 1, int(per_row[:3].sum()) + 1, 500, 1 << 30):
+        expected, a = [], 0
+        while a < 60:
+            b = a + 1
+            while b < 60 and per_row[a:b + 1].sum() <= max_pairs:
+                b += 1
+            if per_row[a:b].sum():  # a block without candidates is skipped
+                expected.append((a, b - a))
+            a = b
+        blocks = list(jac._upper_blocks(v, max_pairs))
+        assert [(a, blk.shape[0]) for a, blk in blocks] == expected
+        for a, blk in blocks:  # the strict upper triangle of d_J for rows a.., absent = 1
+            dense = np.ones(blk.shape)
+            coo = blk.tocoo()
+            dense[coo.row, coo.col] = coo.data
+            rows = np.arange(a, a + blk.shape[0])
+            assert np.all(coo.col > rows[coo.row])
+            upper = np.triu(want, 1)[rows] + np.tril(np.ones((60, 60)))[rows]
+            np.testing.assert_allclose(dense, upper, atol=2e-6, rtol=0)
+
+
+def test_defaults_are_spcl_k1_30_and_k2_6() -> None:
+    x = clustered(80, dim=8, n_ids=4, noise=0.9, seed=26)
+    rank = exact_rank(x, 30)
+    check(jaccard_distance(x), reference(x, rank, 30, 6))
+
+
 def test_blocked_helpers_give_the_unblocked_answer() -> None:
     # the row-block sizes only bound memory; small blocks must not change the sets or the counts
     x = clustered(70, dim=8, n_ids=8, seed=16)
@@ -183,6 +225,21 @@ def test_blocked_helpers_give_the_unblocked_answer() -> None:
     for block in (1, 3, 69, 70, 100):
         n_low, n_up = jac._pattern_counts(v, block_rows=block)
         assert np.array_equal(n_low, low) and np.array_equal(n_up, up)
+
+
+def test_overlap_counts_above_127_do_not_overflow() -> None:
+    # k1 = 300: |R(i) & R'(c)| reaches 151, beyond an int8 count; dense float64 check of step 3
+    n, k1 = 1000, 300
+    x = clustered(n, dim=8, n_ids=4, noise=0.7, seed=1)
+    rank = np.ascontiguousarray(exact_rank(x, k1), dtype=np.int64)
+    rec, rec_half = jac._reciprocal(rank, k1, n), jac._reciprocal(rank, 151, n)
+    r, h = rec.toarray().astype(np.float64), rec_half.toarray().astype(np.float64)
+    assert np.array_equal(r, r.T) and r.sum(axis=1).max() > 255
+    overlap = r @ h.T  # overlap[i, c] = |R(i) & R'(c)|
+    accepted = (r > 0) & (3 * overlap > 2 * h.sum(axis=1)[None, :])
+    assert overlap[accepted].max() > 127
+    want = (r + accepted.astype(np.float64) @ h) > 0
+    assert np.array_equal(jac._expanded_sets(rec, rec_half).toarray() > 0, want)
 
 
 def test_row_dot_products_in_small_chunks() -> None:
