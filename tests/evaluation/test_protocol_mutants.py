@@ -1,0 +1,373 @@
+"""Open-set protocol details pinned by the mutation review (tests/mutants/protocol.md).
+
+Every expected value is worked out by hand or by a plain-Python reference of spec 5.2 (k-medoids with
+farthest-first start, the central rule, the per-identity exemplar choice), never read back from the code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import alreid.evaluation.protocol as P
+from alreid.datasets.base import ReidDataset
+from alreid.errors import AlreidError, ConfigError
+from alreid.evaluation.protocol import (OpenSetProtocol, build_protocol, central, evaluate_protocol, identity_keys,
+                                        kmedoids, load_pinned, pinned_protocol, protocol_frame,
+                                        protocol_from_frame, protocol_hash, reference_features, standard_protocol,
+                                        usable_identity)
+
+
+# ------------------------------------------------------------------------------------------------
+# plain-Python references of spec 5.2 (exemplar rules)
+# ------------------------------------------------------------------------------------------------
+def cosine_distance(x) -> list[list[float]]:
+    """1 - cosine similarity, clipped to [0, 2], as nested Python lists."""
+    z = [np.asarray(r, np.float64) / math.sqrt(float(np.dot(r, r))) for r in np.asarray(x, np.float64)]
+    return [[min(2.0, max(0.0, 1.0 - float(np.dot(a, b)))) for b in z] for a in z]
+
+
+TIE = 1e-6  # choices closer than this are ties decided by float32 rounding: the reference allows each of them
+
+
+def near_best(cands, score) -> list:
+    """The candidates whose score is within TIE of the lowest one."""
+    cands = list(cands)
+    best = min(score(c) for c in cands)
+    return [c for c in cands if score(c) - best < TIE]
+
+
+def ref_farthest_first(d: list[list[float]], k: int) -> list[list[int]]:
+    """Every farthest-first start: the item with the smallest distance sum, then repeatedly the item
+    farthest from all chosen ones (one sequence per way of breaking near-ties)."""
+    seqs = [[i] for i in near_best(range(len(d)), lambda i: sum(d[i]))]
+    while len(seqs[0]) < k:
+        seqs = [seq + [j] for seq in seqs
+                for j in near_best([j for j in range(len(d)) if j not in seq], lambda j: -min(d[j][c] for c in seq))]
+    return seqs
+
+
+def ref_kmedoids(x, k: int) -> set[tuple[int, ...]]:
+    """Every possible result of alternating k-medoids (assign each item to its nearest medoid, move each
+    medoid to the member with the smallest summed distance to its cluster, until nothing moves), over all
+    ways of breaking near-ties; a cluster of two images always ties, by symmetry."""
+    d = cosine_distance(x)
+    results: set[tuple[int, ...]] = set()
+    seen: set[tuple[int, ...]] = set()
+    todo = ref_farthest_first(d, k)
+    while todo:
+        med = todo.pop()
+        if tuple(med) in seen:
+            continue
+        seen.add(tuple(med))
+        assign = []
+        for i in range(len(d)):
+            nearest = near_best(range(k), lambda c: d[i][med[c]])
+            assert len(nearest) == 1, "an item equally near two medoids: pick other test data"
+            assign.append(nearest[0])
+        choices = []
+        for c in range(k):
+            members = [i for i in range(len(d)) if assign[i] == c]
+            choices.append(near_best(members, lambda m: sum(d[m][j] for j in members)) if members else [med[c]])
+        for new in itertools.product(*choices):
+            if list(new) == med:
+                results.add(tuple(sorted(med)))
+            else:
+                todo.append(list(new))
+    return results
+
+
+def ref_central(x, k: int) -> list[int]:
+    """The k rows with the highest mean cosine similarity to all rows (ties: the lowest index)."""
+    d = cosine_distance(x)
+    n = len(d)
+    score = [sum(1.0 - v for v in d[i]) / n for i in range(n)]
+    return sorted(sorted(range(n), key=lambda i: (-score[i], i))[:k])
+
+
+# ------------------------------------------------------------------------------------------------
+# summary, usable identities, identity keys
+# ------------------------------------------------------------------------------------------------
+def small_protocol(**kw) -> OpenSetProtocol:
+    fields = dict(train_idx=np.array([0, 1, 2, 3]), query_idx=np.array([4, 5, 6]), gallery_idx=np.array([0, 2]),
+                  heldout_ids=np.array(["c"]), query_unknown=np.array([False, True, True]),
+                  gallery_ids=np.array(["a", "b"]), seed=7, exemplar_rule="central", exemplars=3,
+                  holdout_fraction=0.25)
+    fields.update(kw)
+    return OpenSetProtocol(**fields)
+
+
+def test_summary_lists_every_count_and_setting():
+    assert small_protocol().summary() == {
+        "n_train": 4, "n_query": 3, "n_gallery": 2, "n_gallery_ids": 2, "n_heldout_ids": 1,
+        "n_query_known": 1, "n_query_unknown": 2, "seed": 7, "exemplar_rule": "central", "exemplars": 3,
+        "holdout_fraction": 0.25}
+
+
+def test_usable_identity_drops_missing_and_the_placeholder():
+    ids = np.array(["a", None, "unknown", np.nan, "UNKNOWN", 3], dtype=object)
+    assert usable_identity(ids).tolist() == [True, False, False, False, True, True]  # default label "unknown"
+    assert usable_identity(ids, unknown_label="a").tolist() == [False, False, True, False, True, True]
+    # the label is compared as text: -1 marks the same rows whether it is given as int or str
+    assert usable_identity(np.array([-1, 4, -1]), unknown_label=-1).tolist() == [False, True, False]
+    assert usable_identity(np.array([-1, 4, -1]), unknown_label="-1").tolist() == [False, True, False]
+
+
+def test_identity_keys_keep_numbers_and_text_and_turn_mixtures_into_text():
+    for arr in (np.array([3, 1, 2]), np.array([1.5, 2.0]), np.array([True, False]), np.array(["b", "a"])):
+        out = identity_keys(arr)
+        assert out.dtype == arr.dtype and np.array_equal(out, arr)
+    out = identity_keys(np.array([1, "a", 2.5], dtype=object))
+    assert out.dtype.kind == "U" and out.tolist() == ["1", "a", "2.5"]
+    # numbers stay numbers, so 10 sorts after 2 (as text "10" < "2")
+    assert np.unique(identity_keys([10, 2])).tolist() == [2, 10]
+
+
+# ------------------------------------------------------------------------------------------------
+# farthest-first start, k-medoids and the central rule
+# ------------------------------------------------------------------------------------------------
+def test_farthest_first_on_a_line_worked_by_hand():
+    # points 0, 1, 2, 3, 10 on a line: distance sums 16, 13, 12, 13, 34 -> start at 2; farthest from {2}
+    # is 10 (row 4); then row 0 (2 from row 2); then rows 1 and 3 are both 1 away: the lower, row 1
+    pos = np.array([0.0, 1.0, 2.0, 3.0, 10.0])
+    d = np.abs(pos[:, None] - pos[None, :])
+    assert P._farthest_first(d, 1).tolist() == [2]
+    assert P._farthest_first(d, 4).tolist() == [2, 4, 0, 1]
+    assert P._farthest_first(d, 5).tolist() == [2, 4, 0, 1, 3]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 4, 6, 7, 10, 11, 13, 14, 15, 20])
+def test_kmedoids_matches_the_plain_reference(seed):
+    rng = np.random.default_rng(seed)
+    n, dim = int(rng.integers(8, 17)), int(rng.integers(2, 6))
+    k = int(rng.integers(1, 5))
+    x = rng.standard_normal((n, dim))  # negative similarities too: distances above 1 matter
+    if seed % 3 == 0:
+        x = x + 2.0 * rng.standard_normal(dim)  # a shared offset: mostly positive similarities
+    want = ref_kmedoids(x, k)
+    assert len(want) <= 2 and tuple(kmedoids(x, k).tolist()) in want
+
+
+def test_kmedoids_finds_the_global_optimum_of_separated_clusters():
+    # three tight clusters far apart in angle: the best 3-subset (brute force over all 220) is one medoid
+    # per cluster, each the cluster's own medoid
+    rng = np.random.default_rng(5)
+    centres = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) * 10
+    x = np.vstack([centres[c] + rng.standard_normal((4, 3)) for c in range(3)])
+    d = np.array(cosine_distance(x))
+    best = min(itertools.combinations(range(12), 3), key=lambda s: d[:, list(s)].min(axis=1).sum())
+    assert kmedoids(x, 3).tolist() == list(best)
+
+
+def test_kmedoids_with_k_equal_n_gives_every_row():
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.2]])
+    assert kmedoids(x, 4).tolist() == [0, 1, 2, 3]
+
+
+def test_exact_ties_go_to_the_earliest_rows():
+    # axis-aligned features make every similarity exact (0 or 1), so these ties are real, not rounding
+    # noise: both rules keep the earliest rows (stable sorts), on any machine. (Ties between merely
+    # identical images are decided by BLAS rounding: see tests/mutants/protocol.md.)
+    x = np.tile([3.0, 0.0, 0.0], (40, 1))
+    assert kmedoids(x, 5).tolist() == [0, 1, 2, 3, 4]
+    assert central(x, 5).tolist() == [0, 1, 2, 3, 4]
+    # two exact kinds of image, interleaved: the 12 of kind 1 score 12/20, the 8 of kind 0 score 8/20
+    x = np.eye(3)[[0, 1, 0, 1, 1] * 4]
+    assert central(x, 5).tolist() == [1, 3, 4, 6, 8]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_central_matches_the_plain_reference(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((int(rng.integers(5, 20)), 4))
+    k = int(rng.integers(1, 6))
+    assert central(x, k).tolist() == ref_central(x, k)
+
+
+# ------------------------------------------------------------------------------------------------
+# build_protocol against a reference of spec 5.2
+# ------------------------------------------------------------------------------------------------
+def shuffled_case(seed: int, n_ids: int = 10, unknown: str = "unknown", max_count: int = 9):
+    """Identities with 1..max_count images each, rows shuffled (identities interleaved), a few unlabelled rows."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, max_count + 1, n_ids)
+    ids = np.repeat([f"id{i}" for i in range(n_ids)], counts).astype(object)
+    feats = rng.standard_normal((n_ids, 4))[np.repeat(np.arange(n_ids), counts)] + rng.standard_normal((len(ids), 4))
+    is_train = rng.random(len(ids)) < 0.75
+    ids = np.concatenate([ids, [unknown, unknown, None, unknown]])
+    feats = np.vstack([feats, rng.standard_normal((4, 4))])
+    is_train = np.concatenate([is_train, [True, False, True, False]])
+    perm = rng.permutation(len(ids))
+    return ids[perm], is_train[perm], feats[perm]
+
+
+def check_against_spec(p, ids, is_train, feats, *, holdout_fraction, exemplars, rule, unknown="unknown"):
+    """Every part of the protocol from its definition; exemplars with the plain references."""
+    usable = np.array([i is not None and i != unknown for i in ids])
+    assert p.train_idx.tolist() == np.flatnonzero(is_train).tolist()
+    assert p.query_idx.tolist() == np.flatnonzero(~is_train & usable).tolist()
+    train_ids = sorted(set(ids[is_train & usable]))
+    n_hold = min(round(holdout_fraction * len(train_ids)), len(train_ids) - 1)
+    assert p.heldout_ids.tolist() == sorted(p.heldout_ids.tolist()) and len(p.heldout_ids) == n_hold
+    assert set(p.heldout_ids) <= set(train_ids)
+    kept = [i for i in train_ids if i not in set(p.heldout_ids)]
+    assert p.gallery_ids.tolist() == kept
+    want = []
+    for identity in kept:
+        rows = np.flatnonzero(is_train & (ids == identity))
+        if len(rows) <= exemplars:
+            want += rows.tolist()
+        elif rule == "central":
+            want += rows[ref_central(feats[rows], exemplars)].tolist()
+        else:
+            got = [r for r in p.gallery_idx if r in set(rows)]
+            assert tuple(np.searchsorted(rows, got)) in ref_kmedoids(feats[rows], exemplars)
+            want += got
+    assert p.gallery_idx.tolist() == sorted(want) and p.gallery_idx.dtype == np.int64
+    assert p.query_unknown.tolist() == [ids[q] not in set(kept) for q in p.query_idx]
+    assert (p.seed, p.exemplar_rule, p.exemplars, p.holdout_fraction) == (p.seed, rule, exemplars, holdout_fraction)
+
+
+@pytest.mark.parametrize("seed, holdout_fraction, exemplars, rule", [
+    (0, 0.2, 5, "kmedoids"), (1, 0.5, 3, "kmedoids"), (2, 0.3, 2, "central"), (3, 0.0, 4, "central"),
+    (4, 0.2, 1, "kmedoids")])
+def test_build_protocol_follows_the_spec(seed, holdout_fraction, exemplars, rule):
+    ids, is_train, feats = shuffled_case(seed)
+    p = build_protocol(ids, is_train, feats, holdout_fraction=holdout_fraction, exemplars=exemplars,
+                       exemplar_rule=rule, seed=seed + 10)
+    check_against_spec(p, ids, is_train, feats, holdout_fraction=holdout_fraction, exemplars=exemplars, rule=rule)
+    assert p.seed == seed + 10 and isinstance(p.seed, int)
+
+
+def test_build_protocol_defaults_are_the_papers():
+    # 20 % held out, 5 exemplars, k-medoids, seed 0, 'unknown' rows unlabelled
+    ids, is_train, feats = shuffled_case(7)
+    p = build_protocol(ids, is_train, feats)
+    check_against_spec(p, ids, is_train, feats, holdout_fraction=0.2, exemplars=5, rule="kmedoids")
+    assert (p.seed, p.exemplar_rule, p.exemplars, p.holdout_fraction) == (0, "kmedoids", 5, 0.2)
+    q = build_protocol(ids, is_train, feats, seed=0, holdout_fraction=0.2, exemplars=5, exemplar_rule="kmedoids")
+    assert np.array_equal(p.heldout_ids, q.heldout_ids) and np.array_equal(p.gallery_idx, q.gallery_idx)
+
+
+def test_a_custom_unknown_label_and_an_integer_train_flag():
+    ids, is_train, feats = shuffled_case(8, unknown="-1")
+    p = build_protocol(ids, is_train.astype(int).tolist(), feats, unknown_label="-1", exemplars=2)
+    check_against_spec(p, ids, is_train, feats, holdout_fraction=0.2, exemplars=2, rule="kmedoids", unknown="-1")
+
+
+def test_numeric_identities_stay_numbers():
+    ids = np.array([10, 2, 2, 10, 3, 3, 2, 10, 3])
+    is_train = np.array([1, 1, 0, 1, 1, 0, 1, 0, 1], bool)
+    p = build_protocol(ids, is_train, np.eye(9), holdout_fraction=0.0)
+    assert p.gallery_ids.tolist() == [2, 3, 10] and p.gallery_ids.dtype.kind == "i"
+    assert p.query_idx.tolist() == [2, 5, 7] and not p.query_unknown.any()
+
+
+def test_holdout_always_leaves_one_gallery_identity():
+    # 2 train identities: round(0.9 * 2) = 2 would hold out both, so only 1 is; 0.5 * 2 = 1 held out
+    ids = np.array(["a", "a", "b", "b", "a"])
+    is_train = np.array([True, True, True, True, False])
+    for frac in (0.5, 0.9):
+        p = build_protocol(ids, is_train, np.eye(5), holdout_fraction=frac)
+        assert len(p.heldout_ids) == 1 and len(p.gallery_ids) == 1
+        assert p.query_unknown.tolist() == [p.heldout_ids[0] == "a"]
+    # one train identity: never held out, whatever the fraction
+    p = build_protocol(ids[[0, 1, 4]], is_train[[0, 1, 4]], np.eye(3), holdout_fraction=0.9)
+    assert p.heldout_ids.tolist() == [] and p.gallery_ids.tolist() == ["a"] and p.gallery_idx.tolist() == [0, 1]
+
+
+def test_a_single_query_and_a_single_train_identity_are_enough():
+    p = build_protocol(np.array(["a", "a"]), np.array([True, False]), np.eye(2))
+    assert p.query_idx.tolist() == [1] and p.gallery_idx.tolist() == [0] and p.query_unknown.tolist() == [False]
+
+
+def test_every_identity_is_considered_whatever_its_position():
+    # the first and the last identity in key order, and one held out between others
+    ids = np.array(["a", "b", "c", "d", "e", "a", "e"])
+    is_train = np.array([True, True, True, True, True, False, False])
+    for seed in range(6):
+        p = build_protocol(ids, is_train, np.eye(7), holdout_fraction=0.4, seed=seed)
+        assert len(p.heldout_ids) == 2
+        kept = sorted(set("abcde") - set(p.heldout_ids))
+        assert p.gallery_ids.tolist() == kept
+        assert p.gallery_idx.tolist() == sorted("abcde".index(i) for i in kept)
+
+
+def test_the_seed_draws_the_held_out_identities():
+    ids, is_train, feats = shuffled_case(9, n_ids=12)
+    draws = {tuple(build_protocol(ids, is_train, feats, seed=s, exemplars=1).heldout_ids) for s in range(6)}
+    assert len(draws) > 1  # different seeds hold out different identities
+    a = build_protocol(ids, is_train, feats, seed=4, exemplars=1)
+    b = build_protocol(ids, is_train, feats, seed=4, exemplars=1)
+    assert np.array_equal(a.heldout_ids, b.heldout_ids) and np.array_equal(a.gallery_idx, b.gallery_idx)
+
+
+def test_identical_images_of_an_identity_give_its_first_rows_in_the_gallery():
+    # 30 identical images of 'x' interleaved with 30 of 'y' (exact similarities): ties go to the lowest
+    # rows (stable sorts of the identities and the scores), whatever the sort algorithm of the machine
+    ids = np.array(["x", "y"] * 30 + ["x", "y"])
+    is_train = np.array([True] * 60 + [False, False])
+    feats = np.where(ids[:, None] == "x", np.array([[3.0, 0.0, 0.0]]), np.array([[0.0, 2.0, 0.0]]))
+    for rule in ("kmedoids", "central"):
+        p = build_protocol(ids, is_train, feats, holdout_fraction=0.0, exemplar_rule=rule)
+        assert p.gallery_idx.tolist() == list(range(10))
+
+
+def test_an_identity_above_the_candidate_cap_is_subsampled_without_repeats():
+    # 4097 identical images of 'a' (central rule: every candidate ties); the exemplars come from a seeded
+    # sample of 4096 distinct candidates, so they are 5 distinct rows of 'a', the same for a seed
+    n = P.MAX_MEDOID_CANDIDATES + 1
+    ids = np.array(["a"] * n + ["a", "b", "b"])
+    is_train = np.array([True] * n + [False, True, False])
+    feats = np.tile([3.0, 0.0, 0.0], (n + 3, 1))  # exact ties: the first candidates win
+    p = build_protocol(ids, is_train, feats, exemplar_rule="central", holdout_fraction=0.0)
+    g = p.gallery_idx.tolist()
+    assert len(g) == 6 and len(set(g)) == 6 and g[-1] == n + 1  # 5 of 'a' and the one 'b'
+    assert all(r < n for r in g[:5])
+    q = build_protocol(ids, is_train, feats, exemplar_rule="central", holdout_fraction=0.0)
+    assert q.gallery_idx.tolist() == g
+
+
+def test_select_exemplars_takes_all_rows_up_to_k():
+    rows = np.array([4, 9, 11])
+    rng = np.random.default_rng(0)
+    for rule in ("kmedoids", "central"):
+        assert P.select_exemplars(np.eye(12), rows, 3, rule, rng).tolist() == [4, 9, 11]
+
+
+# ------------------------------------------------------------------------------------------------
+# errors: one line naming the problem
+# ------------------------------------------------------------------------------------------------
+def message(fn, *args, **kw) -> str:
+    with pytest.raises(AlreidError) as err:
+        fn(*args, **kw)
+    return str(err.value)
+
+
+def test_build_protocol_errors_name_the_problem():
+    ids, feats = np.array(["a", "a", "b"]), np.eye(3)
+    train = np.array([True, False, True])
+    assert message(build_protocol, ids, train[:2], feats) == (
+        "identities (3), is_train (2) and features (3) must describe the same rows")
+    assert message(build_protocol, ids, train, feats[:2]) == (
+        "identities (3), is_train (3) and features (2) must describe the same rows")
+    for frac in (-0.1, 1.0, 1.5):
+        assert message(build_protocol, ids, train, feats, holdout_fraction=frac) == (
+            f"holdout_fraction must be in [0, 1), got {frac}")
+    assert message(build_protocol, ids, train, feats, exemplars=0) == "exemplars must be >= 1, got 0"
+    assert message(build_protocol, ids, train, feats, exemplar_rule="random") == (
+        "unknown exemplar_rule 'random'; choose one of kmedoids, central")
+    assert message(build_protocol, ids, np.ones(3, bool), feats) == (
+        "no test image with a known identity: the split has no queries; check the split column or lower "
+        "train_fraction")
+    assert message(build_protocol, np.array(["unknown", "a", "b"]), np.array([True, False, False]), feats) == (
+        "no train image with a known identity: the gallery would be empty")
+    # the edges of the valid ranges are accepted
+    p = build_protocol(ids, train, feats, holdout_fraction=0.0, exemplars=1, exemplar_rule="central")
+    assert p.gallery_idx.tolist() == [0, 2]
