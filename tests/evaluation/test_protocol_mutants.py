@@ -371,3 +371,173 @@ def test_build_protocol_errors_name_the_problem():
     # the edges of the valid ranges are accepted
     p = build_protocol(ids, train, feats, holdout_fraction=0.0, exemplars=1, exemplar_rule="central")
     assert p.gallery_idx.tolist() == [0, 2]
+
+
+# ------------------------------------------------------------------------------------------------
+# the standard query/gallery of person Re-ID benchmarks
+# ------------------------------------------------------------------------------------------------
+def role_metadata(roles, identities):
+    return pd.DataFrame({"image_id": range(len(roles)), "identity": identities, "role": roles})
+
+
+def test_standard_protocol_reads_the_role_column():
+    meta = role_metadata(["train", "query", "gallery", "query", "train", "gallery", "query"],
+                         [1, 1, 1, 2, 3, 4, 4])
+    p = standard_protocol(meta)
+    assert p.train_idx.tolist() == [0, 4] and p.query_idx.tolist() == [1, 3, 6] and p.gallery_idx.tolist() == [2, 5]
+    assert p.gallery_ids.tolist() == ["1", "4"]  # identities as text
+    assert p.query_unknown.tolist() == [False, True, False]
+    assert p.heldout_ids.tolist() == [] and p.summary() == {
+        "n_train": 2, "n_query": 3, "n_gallery": 2, "n_gallery_ids": 2, "n_heldout_ids": 0, "n_query_known": 2,
+        "n_query_unknown": 1, "seed": 0, "exemplar_rule": "standard", "exemplars": 0, "holdout_fraction": 0.0}
+
+
+def test_standard_protocol_needs_one_row_of_each_role_and_nothing_else():
+    p = standard_protocol(role_metadata(["gallery", "query", "train"], ["a", "a", "b"]))
+    assert (p.train_idx.tolist(), p.query_idx.tolist(), p.gallery_idx.tolist()) == ([2], [1], [0])
+    for roles in (["query", "gallery"], ["train", "gallery"], ["train", "query"], ["train"]):
+        assert message(standard_protocol, role_metadata(roles, ["a"] * len(roles))) == (
+            "a 'role' column needs train, query and gallery rows")
+    assert message(standard_protocol, role_metadata(["train", "test", "query", "Gallery", "test"], list("abcde"))) == (
+        "the 'role' column may hold train, query or gallery; found Gallery, test")
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluation of every dataset row
+# ------------------------------------------------------------------------------------------------
+def test_evaluate_protocol_errors_and_options():
+    p = small_protocol(query_idx=np.array([4, 5]), query_unknown=np.array([False, True]))
+    x = np.eye(6)[[0, 1, 2, 3, 0, 3]]
+    ids = np.array(["a", "b", "a", "c", "a", "c"])
+    assert message(evaluate_protocol, p, x[:5], ids) == "5 embeddings but 6 identities; pass embeddings of every dataset row"
+    assert message(evaluate_protocol, p, x, ids, cameras=[0, 1]) == "2 camera values but 6 rows"
+    out = evaluate_protocol(p, x, ids)
+    # query 4 ('a', the vector of gallery row 0) ranks its matches (rows 0, 2) first and second: AP 1;
+    # query 5 ('c') has no gallery match
+    assert (out["mAP"], out["n_valid_queries"], out["n_unknown_queries"], out["n_gallery"]) == (1.0, 1, 1, 2)
+    assert "BAUS" not in out
+    # a threshold reaches the metrics: query 4 (similarity 1) stays known, query 5 (0) becomes 'new'
+    out = evaluate_protocol(p, x, ids, baus_threshold=0.5)
+    assert out["BAUS"] == 1.0
+    # cameras: query 4 shares its camera with both its matches (rows 0 and 2), so it has none left
+    cams = np.array(["c1", None, "c1", None, "c1", "c3"], dtype=object)
+    assert evaluate_protocol(p, x, ids, cameras=cams)["n_valid_queries"] == 0
+    assert evaluate_protocol(p, x, ids, cameras=[1, 2, 3, 4, 5, 6])["n_valid_queries"] == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# protocol id, protocol file (frame) and its round trip
+# ------------------------------------------------------------------------------------------------
+def test_protocol_hash_is_16_hex_digits_and_ignores_array_types():
+    p = small_protocol()
+    h = protocol_hash(p)
+    assert re.fullmatch(r"[0-9a-f]{16}", h)
+    same = small_protocol(train_idx=np.array([0, 1, 2, 3], np.int32), query_idx=[4, 5, 6],
+                          gallery_idx=np.array([0, 2], np.uint16), query_unknown=np.array([0, 1, 1]),
+                          heldout_ids=["c"], gallery_ids=("a", "b"), exemplars=np.int64(3), seed=np.int32(7),
+                          holdout_fraction=np.float32(0.25))
+    assert protocol_hash(same) == h
+    # identities are hashed as text: the number 3 and the text "3" are the same identity
+    assert protocol_hash(small_protocol(heldout_ids=np.array([3]))) == protocol_hash(small_protocol(heldout_ids=["3"]))
+
+
+def test_protocol_hash_changes_with_every_part():
+    base = protocol_hash(small_protocol())
+    changes = [dict(train_idx=np.array([0, 1, 2])), dict(query_idx=np.array([4, 5, 7])),
+               dict(gallery_idx=np.array([0, 3])), dict(query_unknown=np.array([True, True, False])),
+               dict(heldout_ids=np.array(["d"])), dict(heldout_ids=np.array(["c", "e"])),
+               dict(gallery_ids=np.array(["a", "x"])), dict(seed=8), dict(exemplar_rule="kmedoids"),
+               dict(exemplars=4), dict(holdout_fraction=0.3)]
+    hashes = [protocol_hash(small_protocol(**c)) for c in changes]
+    assert base not in hashes and len(set(hashes)) == len(hashes)
+    # the same numbers cut differently between the index arrays are another protocol: T|Q|G|U = 0 1|5|0|1
+    # and 0|1 5|-|0 1 concatenate to the same sequence
+    a = small_protocol(train_idx=np.array([0, 1]), query_idx=np.array([5]), gallery_idx=np.array([0]),
+                       query_unknown=np.array([True]))
+    b = small_protocol(train_idx=np.array([0]), query_idx=np.array([1, 5]), gallery_idx=np.array([], np.int64),
+                       query_unknown=np.array([False, True]))
+    assert protocol_hash(a) != protocol_hash(b)
+
+
+FRAME_IDS = np.array(["a", "c", "b", "c", "a", "c", "d", "c"])
+
+
+def test_protocol_frame_one_row_per_dataset_row():
+    p = small_protocol()
+    df = protocol_frame(p, FRAME_IDS, np.arange(10, 18))
+    f, t = False, True
+    want = pd.DataFrame({
+        "row": np.arange(8), "image_id": [str(i) for i in range(10, 18)], "identity": list(FRAME_IDS),
+        "train": [t, t, t, t, f, f, f, f], "query": [f, f, f, f, t, t, t, f], "gallery": [t, f, t, f, f, f, f, f],
+        "query_unknown": [f, f, f, f, f, t, t, f],
+        "heldout": [f, t, f, t, f, f, f, f],  # train rows of the held-out 'c' only (not its query row 5)
+        "exemplar_rule": "central", "exemplars": 3, "holdout_fraction": 0.25, "split_seed": 7,
+        "protocol_id": protocol_hash(p)})
+    pd.testing.assert_frame_equal(df, want, check_dtype=False)
+    for col in ("train", "query", "gallery", "query_unknown", "heldout"):
+        assert df[col].dtype == bool, col
+    # numeric identities are matched as numbers, and written as text
+    df = protocol_frame(small_protocol(heldout_ids=np.array([3])), np.array([1, 3, 2, 3, 1, 3, 4, 3]), np.arange(8))
+    assert df["heldout"].tolist() == [f, t, f, t, f, f, f, f] and df["identity"].tolist()[:2] == ["1", "3"]
+
+
+def test_protocol_frame_round_trip_keeps_the_protocol_and_its_id():
+    ids, is_train, feats = shuffled_case(11)
+    ids = np.array([str(i) for i in ids])  # as datasets give them (ReidDataset.identities is text)
+    for rule, seed in (("kmedoids", 3), ("central", 0)):
+        p = build_protocol(ids, is_train, feats, exemplar_rule=rule, exemplars=2, holdout_fraction=0.4, seed=seed)
+        df = protocol_frame(p, ids, np.array([f"img{i}" for i in range(len(ids))]))
+        back = protocol_from_frame(df.sample(frac=1.0, random_state=1))  # row order of the file does not matter
+        for field in ("train_idx", "query_idx", "gallery_idx", "heldout_ids", "query_unknown", "gallery_ids"):
+            assert np.array_equal(getattr(back, field), getattr(p, field)), field
+        assert (back.seed, back.exemplar_rule, back.exemplars, back.holdout_fraction) == (seed, rule, 2, 0.4)
+        assert protocol_hash(back) == protocol_hash(p) == df["protocol_id"].iloc[0]
+    std = standard_protocol(role_metadata(["train", "query", "gallery", "query"], ["a", "a", "a", "b"]))
+    back = protocol_from_frame(protocol_frame(std, np.array(["a", "a", "a", "b"]), np.arange(4)))
+    assert back.exemplar_rule == "standard" and back.heldout_ids.tolist() == []
+    assert protocol_hash(back) == protocol_hash(std) and back.summary() == std.summary()
+
+
+def test_a_frame_without_settings_columns_and_an_empty_frame():
+    # only the required columns (a hand-made file): the default rule, split seed 0, settings unknown (0)
+    df = protocol_frame(small_protocol(), FRAME_IDS, np.arange(8))
+    p = protocol_from_frame(df[["row", "identity", "train", "query", "gallery", "query_unknown", "heldout"]])
+    assert (p.exemplar_rule, p.seed, p.exemplars, p.holdout_fraction) == ("kmedoids", 0, 0, 0.0)
+    assert p.heldout_ids.tolist() == ["c"] and p.gallery_ids.tolist() == ["a", "b"]
+    assert p.query_unknown.tolist() == [False, True, True]
+    empty = protocol_from_frame(df.iloc[:0])
+    assert empty.summary()["n_train"] == 0 and empty.exemplar_rule == "kmedoids"
+
+
+def test_a_frame_missing_columns_is_named():
+    df = protocol_frame(small_protocol(), FRAME_IDS, np.arange(8))
+    assert message(protocol_from_frame, df.drop(columns=["query", "heldout"])) == (
+        "protocol file lacks column(s) heldout, query; write it with alreid bench again")
+    assert message(protocol_from_frame, df.drop(columns=["row"]), source="p.parquet") == (
+        "p.parquet lacks column(s) row; write it with alreid bench again")
+
+
+def frame_dataset(image_ids, name="toy") -> ReidDataset:
+    return ReidDataset(name=name, metadata=pd.DataFrame({"image_id": image_ids, "identity": FRAME_IDS}))
+
+
+def test_load_pinned_checks_the_images_and_the_id(tmp_path):
+    p = small_protocol()
+    path = tmp_path / "toy.parquet"
+    protocol_frame(p, FRAME_IDS, np.arange(10, 18)).sample(frac=1.0, random_state=0).to_parquet(path)
+    ds = frame_dataset(np.arange(10, 18))
+    h = protocol_hash(p)
+    for expected in (h, None):
+        got = load_pinned(path, ds, expected)
+        assert protocol_hash(got) == h and got.gallery_idx.tolist() == [0, 2]
+    assert message(load_pinned, str(path), ds, "0123456789abcdef") == (
+        f"protocol file {path} changed since the run was planned (id {h}, expected 0123456789abcdef); "
+        "rerun with --overwrite")
+    other = f"protocol file {path} was made for other images than dataset 'toy'; rerun with --overwrite"
+    assert message(load_pinned, path, frame_dataset(np.arange(11, 19))) == other  # same count, other images
+    assert message(load_pinned, path, frame_dataset([10, 11, 12, 13, 14, 15, 17, 16])) == other  # other order
+    assert message(load_pinned, path, ReidDataset(name="toy", metadata=pd.DataFrame(
+        {"image_id": np.arange(10, 17), "identity": FRAME_IDS[:7]}))) == other  # fewer images
+    bad = tmp_path / "bad.parquet"
+    protocol_frame(p, FRAME_IDS, np.arange(10, 18)).drop(columns=["gallery"]).to_parquet(bad)
+    assert message(load_pinned, bad, ds) == f"{bad} lacks column(s) gallery; write it with alreid bench again"
