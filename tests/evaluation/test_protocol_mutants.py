@@ -541,3 +541,171 @@ def test_load_pinned_checks_the_images_and_the_id(tmp_path):
     bad = tmp_path / "bad.parquet"
     protocol_frame(p, FRAME_IDS, np.arange(10, 18)).drop(columns=["gallery"]).to_parquet(bad)
     assert message(load_pinned, bad, ds) == f"{bad} lacks column(s) gallery; write it with alreid bench again"
+
+
+# ------------------------------------------------------------------------------------------------
+# the reference embedding exemplars are chosen on, and the pinned protocol
+# ------------------------------------------------------------------------------------------------
+def feature_dataset(features=None, name="toy", **columns) -> ReidDataset:
+    n = 8 if features is None else len(features)
+    meta = pd.DataFrame({"image_id": np.arange(100, 100 + n), "identity": [f"id{i % 3}" for i in range(n)], **columns})
+    return ReidDataset(name=name, metadata=meta, features=features)
+
+
+def test_reference_features_of_a_dataset_with_features():
+    x = np.arange(24, dtype=np.float64).reshape(8, 3)
+    ds = feature_dataset(x)
+    for ref in ("auto", "features"):
+        got = reference_features(ds, ref)
+        assert got.dtype == np.float32 and np.array_equal(got, x)
+    assert np.array_equal(reference_features(ds), x)  # 'auto' is the default
+    assert str(pytest.raises(ConfigError, reference_features, feature_dataset(), "features").value) == (
+        "protocol.reference 'features': dataset 'toy' has no precomputed features; use protocol.reference: auto "
+        "or a backbone name")
+
+
+def test_reference_features_of_an_image_dataset_use_a_frozen_backbone(monkeypatch):
+    calls = []
+
+    def fake(dataset, backbone, *, progress):
+        calls.append((dataset.name, backbone, progress))
+        return np.zeros((dataset.n, 2), np.float32)
+
+    monkeypatch.setattr(P, "_frozen_backbone_features", fake)
+    ds = feature_dataset()  # no features: 'auto' means the default ImageNet backbone
+    reference_features(ds)
+    reference_features(ds, "auto", progress=False)
+    reference_features(ds, "resnet50", progress=True)
+    assert calls == [("toy", "efficientnet_lite0", True), ("toy", "efficientnet_lite0", False),
+                     ("toy", "resnet50", True)]
+    assert P.DEFAULT_IMAGE_REFERENCE == "efficientnet_lite0"
+
+
+def test_reference_features_from_an_embeddings_folder(tmp_path):
+    folder = tmp_path / "mega"
+    folder.mkdir()
+    pd.DataFrame({"image_id": np.arange(100, 108), "identity": ["q"] * 8}).to_csv(folder / "metadata.csv", index=False)
+    feats = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+    np.save(folder / "features.npy", feats)
+    ref = f"embeddings:{folder}"
+    got = reference_features(feature_dataset(), ref)
+    assert got.dtype == np.float32 and np.array_equal(got, feats)
+    want = (f"protocol.reference {ref}: its rows are not the images of dataset 'toy' in the same order (compare "
+            "their image_id columns)")
+    other = feature_dataset()
+    other.metadata["image_id"] = [100, 101, 102, 103, 104, 105, 107, 106]
+    for ds in (other, feature_dataset(np.zeros((7, 2)))):  # other order; fewer images
+        assert str(pytest.raises(ConfigError, reference_features, ds, ref).value) == want
+
+
+@pytest.fixture()
+def image_dataset(tmp_path, monkeypatch):
+    """Four generated 32 px images (2 identities) and an empty feature cache."""
+    from alreid.datasets.base import load_dataset
+    from tests.images.helpers import write_identity_dataset
+
+    monkeypatch.setenv("ALREID_CACHE_DIR", str(tmp_path / "cache"))
+    write_identity_dataset(tmp_path / "imgs", n_ids=2, per_id=2)
+    return load_dataset(f"metadata:{tmp_path / 'imgs'}")
+
+
+class ExtractSpy:
+    """Wraps extract_features, noting its keyword arguments; ``fail`` makes a call an error."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[dict] = []
+        self.fail = False
+        self.real = P.extract_features
+        monkeypatch.setattr(P, "extract_features", self)
+
+    def __call__(self, *args, **kw):
+        assert not self.fail, "features were recomputed although the cache holds them"
+        self.calls.append(kw)
+        return self.real(*args, **kw)
+
+
+def test_frozen_backbone_features_are_the_seeded_backbones_and_are_cached(image_dataset, monkeypatch):
+    import torch
+
+    from alreid.datasets.images import ImageStore
+    from alreid.models.backbones import build_backbone
+    from alreid.models.features import extract_features
+    from alreid.models.transforms import InputSpec
+
+    ds = image_dataset
+    spy = ExtractSpy(monkeypatch)
+    got = reference_features(ds, "tiny", progress=False)
+    # what the reference is: the backbone with seed 0 at its own input size and normalisation
+    model = build_backbone("tiny", weights="imagenet", pooling="avg", seed=0)
+    spec = InputSpec(tuple(model.default_size), model.input_mean, model.input_std)
+    want = extract_features(model, ImageStore(ds.root, ds.metadata["path"].tolist()), np.arange(ds.n), spec,
+                            device=torch.device("cpu"), progress=False)
+    assert got.shape == (4, model.feature_dim) and np.allclose(got, want, atol=1e-5)
+    assert [(c["progress"], c["desc"], c["source"]) for c in spy.calls] == [
+        (False, "protocol reference (tiny)", f"dataset {ds.name!r}")]
+    spy.fail = True  # the second time it comes from the feature cache
+    assert np.array_equal(reference_features(ds, "tiny"), got)
+    # another image set of the same size has its own cache entry
+    from tests.images.helpers import write_identity_dataset
+
+    from alreid.datasets.base import load_dataset
+
+    write_identity_dataset(Path(ds.root).parent / "other", n_ids=2, per_id=2, seed=1)
+    other = load_dataset(f"metadata:{Path(ds.root).parent / 'other'}")
+    spy.fail = False
+    assert not np.allclose(reference_features(other, "tiny", progress=True), got)
+    assert spy.calls[-1]["progress"] is True
+
+
+def test_the_protocol_reference_shares_the_feature_cache_of_alreid_features(image_dataset, monkeypatch, tmp_path):
+    # `alreid features` (default Lite0 ImageNet) fills the cache; the protocol's reference then reads the
+    # same features from it instead of computing them again, and another backbone does not
+    from alreid.cli import main
+    from alreid.datasets.embeddings import read_features
+
+    ds = image_dataset
+    assert main(["features", "--dataset", f"metadata:{ds.root}", "--out", str(tmp_path / "feat")]) == 0
+    written, _ = read_features(next((tmp_path / "feat").glob("*.np*")))
+    spy = ExtractSpy(monkeypatch)
+    spy.fail = True
+    got = reference_features(ds, progress=False)
+    assert got.shape == (4, 1280) and np.allclose(got, written, atol=1e-6)
+    spy.fail = False
+    assert reference_features(ds, "tiny", progress=False).shape[1] != 1280
+
+
+def test_a_dataset_without_features_or_images_cannot_pin_a_protocol(tmp_path):
+    want = "dataset 'toy' has neither features nor images to pin its protocol on"
+    no_root = feature_dataset(path=[f"{i}.png" for i in range(8)])
+    no_path = feature_dataset()
+    no_path.root = tmp_path
+    for ds in (no_root, no_path):
+        assert str(pytest.raises(ConfigError, reference_features, ds, "tiny").value) == want
+
+
+def test_pinned_protocol_follows_the_settings(monkeypatch):
+    from alreid.datasets.splits import resolve_split
+    from alreid.harness.settings import ProtocolSettings
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((60, 4))
+    ds = ReidDataset(name="toy", features=x, metadata=pd.DataFrame(
+        {"image_id": np.arange(60), "identity": [f"id{i % 12}" for i in range(60)]}))
+    settings = ProtocolSettings(split_seed=3, holdout_fraction=0.5, exemplars=2, exemplar_rule="central",
+                                reference="features")
+    split = resolve_split(ds.metadata, seed=3)
+    assert not np.array_equal(split, resolve_split(ds.metadata, seed=0))  # the seed matters here
+    want = build_protocol(ds.identities, split, x, holdout_fraction=0.5, exemplars=2, exemplar_rule="central", seed=3)
+    got = pinned_protocol(ds, settings)
+    assert protocol_hash(got) == protocol_hash(want) and np.array_equal(got.gallery_idx, want.gallery_idx)
+    assert got.summary() == want.summary()
+    # the progress flag reaches the reference features
+    seen = []
+    real = P.reference_features
+    monkeypatch.setattr(P, "reference_features", lambda d, r, *, progress: seen.append((r, progress)) or real(d, r))
+    pinned_protocol(ds, settings)
+    pinned_protocol(ds, settings, progress=False)
+    assert seen == [("features", True), ("features", False)]
+    # a role column: the dataset's own query/gallery, whatever the settings
+    ds.metadata["role"] = ["train"] * 40 + ["query"] * 10 + ["gallery"] * 10
+    assert protocol_hash(pinned_protocol(ds, settings)) == protocol_hash(standard_protocol(ds.metadata))
