@@ -298,9 +298,10 @@ def test_similarities_are_spot_checked_on_rows_spread_over_the_pool(monkeypatch:
     x = clustered(40, dim=8, seed=19)
     sims, idx = knn_search(x, 8)
     counts = _count_computed(monkeypatch)
-    for row in (0, 20, 39):  # the first, a middle and the last row are among those checked (n < 256)
+    # the first, a middle and the last row are checked (n < 256), and so is every column, self included
+    for row, col in ((0, 3), (20, 3), (39, 3), (0, 0), (5, 0)):
         bad = sims.copy()
-        bad[row, 3] += 0.01
+        bad[row, col] += 0.01
         counts.clear()
         check(jaccard_distance(x, 8, 2, knn=(bad, idx)), reference(x, idx, 8, 2))
         assert sum(counts) == sum(len(s) for s in reference_sets(idx, 8))  # rejected: all computed
