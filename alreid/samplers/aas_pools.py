@@ -189,7 +189,8 @@ def medoid_pairs(x: np.ndarray, medoids: np.ndarray, d: sp.csr_matrix | None, *,
 
     Candidates are the stored d_J entries between medoids (exact for s_min > 0, since an absent pair
     has sim 0) plus, where absent pairs can qualify (cosine sim, or s_min = 0), each medoid's k_max
-    best-cosine medoids - enough to make the ranking exact. Ranking: sim desc, cosine desc, index.
+    best-cosine medoids and any tied with the k_max-th - enough to make the ranking exact. Ranking: sim
+    desc, cosine desc, index.
     """
     medoids = np.asarray(medoids, dtype=np.int64)
     m = len(medoids)
@@ -212,11 +213,13 @@ def medoid_pairs(x: np.ndarray, medoids: np.ndarray, d: sp.csr_matrix | None, *,
         for s in range(0, m, step):
             block = xm[s:s + step] @ xm.T
             block[np.arange(len(block)), np.arange(s, s + len(block))] = -np.inf
-            top = np.argpartition(-block, kc - 1, axis=1)[:, :kc]  # kc <= m - 1: never the diagonal
-            rr = np.repeat(np.arange(s, s + len(block)), kc)
-            rows.append(rr), cols.append(top.reshape(-1))
-            sims.append(np.zeros(len(rr)) if d is not None else block[np.arange(len(block))[:, None], top].reshape(-1))
-            stored.append(np.zeros(len(rr), bool))
+            # the kc-th largest value of each row (kc <= m - 1: never the diagonal's -inf); every value tied
+            # with it is a candidate too, as argpartition alone would keep an arbitrary subset of exact ties
+            kth = np.take_along_axis(block, np.argpartition(-block, kc - 1, axis=1)[:, kc - 1:kc], axis=1)
+            i, j = np.nonzero(block >= kth)
+            rows.append(i + s), cols.append(j)
+            sims.append(np.zeros(len(i)) if d is not None else block[i, j])
+            stored.append(np.zeros(len(i), bool))
     rr, cc = np.concatenate(rows), np.concatenate(cols)
     sim, st = np.concatenate(sims).astype(np.float64), np.concatenate(stored)
     # one candidate per (row, col); a stored d_J value wins over a cosine-only candidate

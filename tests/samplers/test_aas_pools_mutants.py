@@ -456,3 +456,25 @@ def test_draw_follows_numpy_choice_on_the_normalised_law():
     with pytest.raises(ValueError) as err:
         pools.draw(prob, 1, np.random.default_rng(0), "greedy")
     assert str(err.value) == "unknown draw mode 'greedy'"
+
+
+@pytest.mark.parametrize("jaccard", [False, True])
+def test_medoid_pairs_exact_ties_go_to_the_smaller_index(jaccard):
+    """Medoids with identical features (duplicate images) tie exactly: the documented ranking (sim, cosine,
+    index) must decide among them, also for the k-th candidate (numpy's argpartition alone keeps an arbitrary
+    subset of the values tied with the k-th; found by the mutation review)."""
+    rng = np.random.default_rng(8)
+    for _ in range(60):
+        m = int(rng.integers(3, 60))
+        t = np.deg2rad(rng.choice([0, 10, 20, 30, 40, 90], size=m))
+        x = np.stack([np.cos(t), np.sin(t)], axis=1).astype(np.float32)
+        k_max = int(rng.integers(1, 4))
+        d = sp.csr_matrix((m, m)) if jaccard else None  # nothing stored: every sim 0, ranked by cosine
+        pairs, _ = pools.medoid_pairs(x, np.arange(m), d, k_max=k_max, s_min=0.0 if jaccard else -2.0)
+        s32, cos = x @ x.T, x.astype(np.float64) @ x.T.astype(np.float64)
+        sim = np.zeros((m, m)) if jaccard else s32
+        want = set()
+        for i in range(m):
+            ranked = sorted((j for j in range(m) if j != i), key=lambda j: (-sim[i, j], -cos[i, j], j))
+            want |= {(min(i, j), max(i, j)) for j in ranked[:k_max]}
+        assert {tuple(p) for p in pairs.tolist()} == want
