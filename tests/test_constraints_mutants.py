@@ -96,6 +96,9 @@ def test_implied_many_empty_single_and_flat_inputs_return_int8_codes():
     flat = s.implied_many(np.array([0, 1, 0, 2, 2, 3]))  # three pairs given flat
     assert flat.tolist() == [ML, CL, UNKNOWN] and flat.dtype == np.int8
     assert s.is_known(np.array([[0, 1], [0, 2], [2, 3], [3, 0]])).tolist() == [True, True, False, False]
+    # like implied(), which takes anything int() takes, the vectorised form takes integral floats
+    assert s.implied(1.0, 2.0) == CL
+    assert s.implied_many(np.array([[0.0, 1.0], [1.0, 2.0]])).tolist() == [ML, CL]
 
 
 def test_cycle_defaults_to_zero():
