@@ -257,7 +257,7 @@ _NONE = np.zeros((0, 2), dtype=np.int64)
                  np.eye(4)), ConstraintConflictError,
      "cannot-link pair (2, 3) joins two items that must-link answers put in one group; "
      "one of those annotations is wrong, remove it"),
-    (lambda: np3(np.array([0, 0, 1]), _NONE, np.array([[0, 1]]), np.eye(2)), ValueError,
+    (lambda: np3(np.array([0, 0, 1]), _NONE, np.array([[0, 1]]), np.ones((2, 5))), ValueError,
      "features have 2 rows for 3 labels"),
     (lambda: np3(np.array([0, 0, 1]), _NONE, np.array([[0, 1]]), _Z3, cost="manhattan"), ValueError,
      "unknown NP3 cost 'manhattan'; use 'cosine' or 'euclidean'"),
@@ -289,3 +289,26 @@ def test_zero_feature_rows_and_zero_centroids_give_no_nan() -> None:
             out = np3(labels, ml, cl, z, unconstrained=unconstrained)
             # 3 is at cosine distance 1 - 1/sqrt(1.04) = 0.019 from {2} and 1 from {0, 1}
             assert out[0] == out[1] != out[2] == out[3]
+
+
+def test_no_items_give_no_labels() -> None:
+    out = np3(np.zeros(0, dtype=np.int64), _NONE, _NONE, np.zeros((0, 3)))
+    assert out.shape == (0,) and out.dtype == np.int64
+
+
+def test_colourings_are_int64_even_for_the_empty_graph() -> None:
+    """Colours index sub-clusters: integer arrays, also when there is nothing to colour."""
+    for col in (exact_colouring(0, _NONE), greedy_colouring(0, _NONE), greedy_colouring(0, _NONE, "largest_first"),
+                colour_graph(0, _NONE), colour_graph(2, np.array([[0, 1]]), exact_max=0)):
+        assert col.dtype == np.int64
+    assert exact_colouring(0, _NONE).shape == greedy_colouring(0, _NONE).shape == (0,)
+
+
+def test_pairs_given_as_whole_floats_work_like_integers() -> None:
+    """Pairs read from a float table (or an empty np.zeros((0, 2))) are converted, not used as float indices."""
+    labels = np.array([0, 1, 1, 2])
+    z = np.eye(4)
+    as_int = np3(labels, np.array([[0, 2]]), np.array([[1, 2], [3, 0]]), z)
+    as_float = np3(labels, np.array([[0.0, 2.0]]), np.array([[1.0, 2.0], [3.0, 0.0]]), z)
+    assert as_float.tolist() == as_int.tolist()
+    assert as_int[0] == as_int[2] != as_int[1]
