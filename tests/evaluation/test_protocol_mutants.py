@@ -255,10 +255,11 @@ def test_build_protocol_defaults_are_the_papers():
     assert np.array_equal(p.heldout_ids, q.heldout_ids) and np.array_equal(p.gallery_idx, q.gallery_idx)
 
 
-def test_a_custom_unknown_label_and_an_integer_train_flag():
+def test_a_custom_unknown_label_and_a_numeric_train_flag():
     ids, is_train, feats = shuffled_case(8, unknown="-1")
-    p = build_protocol(ids, is_train.astype(int).tolist(), feats, unknown_label="-1", exemplars=2)
-    check_against_spec(p, ids, is_train, feats, holdout_fraction=0.2, exemplars=2, rule="kmedoids", unknown="-1")
+    for flag in (is_train.astype(int).tolist(), is_train.astype(float)):  # e.g. a 0/1 column read from a CSV
+        p = build_protocol(ids, flag, feats, unknown_label="-1", exemplars=2)
+        check_against_spec(p, ids, is_train, feats, holdout_fraction=0.2, exemplars=2, rule="kmedoids", unknown="-1")
 
 
 def test_numeric_identities_stay_numbers():
