@@ -410,7 +410,8 @@ def test_evaluate_protocol_errors_and_options():
     p = small_protocol(query_idx=np.array([4, 5]), query_unknown=np.array([False, True]))
     x = np.eye(6)[[0, 1, 2, 3, 0, 3]]
     ids = np.array(["a", "b", "a", "c", "a", "c"])
-    assert message(evaluate_protocol, p, x[:5], ids) == "5 embeddings but 6 identities; pass embeddings of every dataset row"
+    assert message(evaluate_protocol, p, x[:5], ids) == (
+        "5 embeddings but 6 identities; pass embeddings of every dataset row")
     assert message(evaluate_protocol, p, x, ids, cameras=[0, 1]) == "2 camera values but 6 rows"
     out = evaluate_protocol(p, x, ids)
     # query 4 ('a', the vector of gallery row 0) ranks its matches (rows 0, 2) first and second: AP 1;
@@ -628,10 +629,12 @@ class ExtractSpy:
 def test_frozen_backbone_features_are_the_seeded_backbones_and_are_cached(image_dataset, monkeypatch):
     import torch
 
+    from alreid.datasets.base import load_dataset
     from alreid.datasets.images import ImageStore
     from alreid.models.backbones import build_backbone
     from alreid.models.features import extract_features
     from alreid.models.transforms import InputSpec
+    from tests.images.helpers import write_identity_dataset
 
     ds = image_dataset
     spy = ExtractSpy(monkeypatch)
@@ -647,10 +650,6 @@ def test_frozen_backbone_features_are_the_seeded_backbones_and_are_cached(image_
     spy.fail = True  # the second time it comes from the feature cache
     assert np.array_equal(reference_features(ds, "tiny"), got)
     # another image set of the same size has its own cache entry
-    from tests.images.helpers import write_identity_dataset
-
-    from alreid.datasets.base import load_dataset
-
     write_identity_dataset(Path(ds.root).parent / "other", n_ids=2, per_id=2, seed=1)
     other = load_dataset(f"metadata:{Path(ds.root).parent / 'other'}")
     spy.fail = False
