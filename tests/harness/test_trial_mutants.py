@@ -234,16 +234,16 @@ def test_baus_threshold_and_cameras_reach_the_evaluation():
 
 
 def test_cluster_counts_of_the_base_clustering():
-    """n_clusters / n_outliers describe the base clustering the sampler saw (noise = its outliers); a
-    clustering that calls everything noise has 0 clusters."""
+    """n_clusters / n_outliers describe the base clustering the sampler saw (noise = its outliers): with
+    strays, with everything noise (0 clusters) and with no noise at all (min_samples 1)."""
     counts = []
-    for eps in (0.6, 1e-6):
+    for eps, min_samples in ((0.6, 3), (1e-6, 3), (0.6, 1)):
         ds = toy(n_ids=10)
         x = ds.features.copy()
         x[:2] = np.random.default_rng(1).standard_normal((2, 16)) * 5  # two strays of the first identity
         ds = ReidDataset("toy", ds.metadata, x)
         sampler = Scripted()
-        clustering = {"k1": 6, "k2": 2, "min_samples": 3, "eps": eps}
+        clustering = {"k1": 6, "k2": 2, "min_samples": min_samples, "eps": eps}
         trial = Trial(cfg_of(cycles=1, clustering=clustering), ds, sampler=sampler, trainer=RecTrainer())
         rec = trial.run().iloc[1]
         ctx = sampler.calls[0]["ctx"]
@@ -251,8 +251,9 @@ def test_cluster_counts_of_the_base_clustering():
         assert rec["n_outliers"] == int(noise.sum())
         assert rec["n_clusters"] == len({int(label) for label, o in zip(ctx.base_labels, noise) if not o})
         counts.append((int(rec["n_clusters"]), int(rec["n_outliers"])))
-    (clusters, strays), everything_noise = counts
+    (clusters, strays), everything_noise, (all_clustered, no_noise) = counts
     assert clusters >= 2 and 0 < strays < trial.n and everything_noise == (0, trial.n)
+    assert all_clustered >= 2 and no_noise == 0
 
 
 def test_metrics_keep_their_types():
