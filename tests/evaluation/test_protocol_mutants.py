@@ -6,6 +6,7 @@ farthest-first start, the central rule, the per-identity exemplar choice), never
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import re
@@ -459,6 +460,20 @@ def test_protocol_hash_changes_with_every_part():
     b = small_protocol(train_idx=np.array([0]), query_idx=np.array([1, 5]), gallery_idx=np.array([], np.int64),
                        query_unknown=np.array([False, True]))
     assert protocol_hash(a) != protocol_hash(b)
+
+
+def test_protocol_id_recipe_is_stable():
+    # saved protocol files and planned runs carry this id (load_pinned compares them), so the recipe must not
+    # drift: sha256 over each index array's shape and int64 bytes, the held-out and gallery identities as
+    # JSON text lists, then [rule, exemplars, fraction, seed] as JSON; the first 16 hex digits
+    p = small_protocol()
+    h = hashlib.sha256()
+    for arr, n in (([0, 1, 2, 3], 4), ([4, 5, 6], 3), ([0, 2], 2), ([0, 1, 1], 3)):
+        h.update(f"({n},)".encode() + np.array(arr, "<i8").tobytes())
+    h.update(b'["c"]')
+    h.update(b'["a", "b"]')
+    h.update(b'["central", 3, 0.25, 7]')
+    assert protocol_hash(p) == h.hexdigest()[:16]
 
 
 FRAME_IDS = np.array(["a", "c", "b", "c", "a", "c", "d", "c"])
