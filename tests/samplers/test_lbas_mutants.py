@@ -33,7 +33,7 @@ def test_shares_are_integers(sizes, total, caps, expected):
     assert got.tolist() == expected
 
 
-def _with_split_outliers(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _random_labels_and_mask(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 5, n)
     clustered = rng.random(n) < 0.8
@@ -44,7 +44,7 @@ def _with_split_outliers(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_member_lists_are_ascending_on_large_pools(seed):
     # thousands of items: a non-stable sort would scramble the members of each label (the brute force
     # is one boolean scan per cluster; members in ascending order as the docstring says)
-    labels, clustered = _with_split_outliers(5000, seed)
+    labels, clustered = _random_labels_and_mask(5000, seed)
     ids = np.array([0, 2, 3, 4])
     got = cluster_members(labels, clustered, ids)
     want = [np.flatnonzero(clustered & (labels == i)) for i in ids]
