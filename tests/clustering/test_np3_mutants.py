@@ -316,3 +316,15 @@ def test_pairs_given_as_whole_floats_work_like_integers() -> None:
     as_float = np3(labels, np.array([[0.0, 2.0]]), np.array([[1.0, 2.0], [3.0, 0.0]]), z)
     assert as_float.tolist() == as_int.tolist()
     assert as_int[0] == as_int[2] != as_int[1]
+
+
+def test_the_greedy_colouring_option_reaches_the_split() -> None:
+    """A path of 6 CL pairs' items (bipartite: 2 parts) that largest-first greedy colours with 3 (found by search,
+    see LARGEST_FIRST_TRAP in test_np3_options.py); DSATUR is exact on bipartite graphs."""
+    edges = np.array([(0, 2), (1, 3), (1, 4), (2, 5), (4, 5)])
+    assert nx.is_bipartite(nx.Graph(edges.tolist())) and nx.is_connected(nx.Graph(edges.tolist()))
+    labels = np.zeros(6, dtype=np.int64)
+    z = np.random.default_rng(1).standard_normal((6, 3))
+    lf = np3(labels, _NONE, edges, z, exact_colouring_max=0, colouring="largest_first")
+    ds = np3(labels, _NONE, edges, z, exact_colouring_max=0, colouring="dsatur")
+    assert len(np.unique(lf)) == 3 and len(np.unique(ds)) == 2
