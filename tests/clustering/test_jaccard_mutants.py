@@ -22,10 +22,11 @@ def _top(rank: np.ndarray, i: int, k: int) -> list[int]:
     return [int(j) for j in rank[i, :k] if j >= 0]
 
 
-def reference_sets(rank: np.ndarray, k1: int) -> list[set[int]]:
-    """R*(i) of spec 4.3 step 3, as Python sets."""
+def reference_sets(rank: np.ndarray, k1: int, half: int | None = None) -> list[set[int]]:
+    """R*(i) of spec 4.3 step 3, as Python sets (``half``: size of the top lists of the half sets)."""
     n = len(rank)
-    half = min(int(np.around(k1 / 2)) + 1, k1)  # SpCL: round half to even, then a [:k+1] slice
+    if half is None:
+        half = min(int(np.around(k1 / 2)) + 1, k1)  # SpCL: round half to even, then a [:k+1] slice
 
     def reciprocal(i: int, k: int) -> set[int]:
         return {j for j in _top(rank, i, k) if i in _top(rank, j, k)}
@@ -62,6 +63,19 @@ def check(got: sp.csr_matrix, want: np.ndarray, atol: float = 2e-6) -> None:
     assert np.all(stored.diagonal())
 
 
+def _count_computed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record how many dot products the encoding computes from the features."""
+    counts: list[int] = []
+    inner = jac._rowwise_dot
+
+    def counting(x, rows, cols, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+        counts.append(len(rows))
+        return inner(x, rows, cols, *a, **kw)
+
+    monkeypatch.setattr(jac, "_rowwise_dot", counting)
+    return counts
+
+
 # --- the algorithm over parameters the main tests miss -----------------------------------------
 
 
@@ -82,19 +96,7 @@ def test_half_sets_use_round_half_to_even() -> None:
         check(jaccard_distance(x, k1, 1, knn=(None, rank)), want)
     # the rounding matters on this data: rounding 2.5 up (top 4) changes R*
     rank = exact_rank(x, 5)
-    assert reference_sets(rank, 5) != [s for s in _sets_with_half(rank, 5, 4)]
-
-
-def _sets_with_half(rank: np.ndarray, k1: int, half: int) -> list[set[int]]:
-    n = len(rank)
-
-    def reciprocal(i: int, k: int) -> set[int]:
-        return {j for j in _top(rank, i, k) if i in _top(rank, j, k)}
-
-    full = [reciprocal(i, k1) for i in range(n)]
-    halves = [reciprocal(i, half) for i in range(n)]
-    return [full[i].union(*[halves[c] for c in full[i] if len(halves[c] & full[i]) > 2 / 3 * len(halves[c])])
-            for i in range(n)]
+    assert reference_sets(rank, 5) != reference_sets(rank, 5, half=4)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
@@ -254,19 +256,6 @@ def test_row_dot_products_in_small_chunks() -> None:
 
 
 # --- reuse of the k-NN similarities ------------------------------------------------------------
-
-
-def _count_computed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record how many dot products the encoding computes from the features."""
-    counts: list[int] = []
-    inner = jac._rowwise_dot
-
-    def counting(x, rows, cols, *a, **kw):  # noqa: ANN001, ANN002, ANN003
-        counts.append(len(rows))
-        return inner(x, rows, cols, *a, **kw)
-
-    monkeypatch.setattr(jac, "_rowwise_dot", counting)
-    return counts
 
 
 def test_matching_similarities_leave_only_pairs_outside_the_knn_lists(monkeypatch: pytest.MonkeyPatch) -> None:
