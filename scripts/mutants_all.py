@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "tests" / "mutants" / "focus.toml"
 REVIEWS = ROOT / "tests" / "mutants"
 NAME = re.compile(r"([A-Za-z_ǁ][\wǁ]*?)__mutmut_(\d+(?:\.\.\d+)?(?:\s*,\s*\d+(?:\.\.\d+)?)*)")
+MORE = re.compile(r"`?\s*(?:,|and)\s*`?_?(\d+)(?:\.\.(\d+))?(?![\w.])`?")
 BARE = re.compile(r"`_?(\d+)(?:\.\.(\d+))?`")
 
 
@@ -51,8 +52,9 @@ def _numbers(text: str) -> set[int]:
 
 
 def reviewed_names(text: str) -> dict[str, set[int]]:
-    """Mutants a review names: `fn__mutmut_3, 5, 8..10` (function-name suffix and numbers), and on the same line
-    bare `_12` / `12..14` tokens after such a name (they belong to the last function named on that line)."""
+    """Mutants a review names: `fn__mutmut_3, 5, 8..10` (function-name suffix and numbers, also continued after the
+    closing backtick: `fn__mutmut_3`, 5, 8), and on the same line bare `_12` / `12..14` tokens after such a name
+    (they belong to the last function named on that line)."""
     named: dict[str, set[int]] = {}
     for line in text.splitlines():
         last = None
@@ -64,6 +66,9 @@ def reviewed_names(text: str) -> dict[str, set[int]]:
                 last = m.group(1)
                 named.setdefault(last, set()).update(_numbers(m.group(2)))
                 pos = m.end()
+                while c := MORE.match(line, pos):  # `fn__mutmut_4`, 5, 6..8 (numbers after the closing backtick)
+                    named[last].update(range(int(c.group(1)), int(c.group(2) or c.group(1)) + 1))
+                    pos = c.end()
             elif b and last is not None:
                 named[last].update(range(int(b.group(1)), int(b.group(2) or b.group(1)) + 1))
                 pos = b.end()
@@ -84,7 +89,8 @@ def check(results: Path, review: Path) -> tuple[dict[str, int], list[str], list[
     for r in recs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     named = reviewed_names(review.read_text()) if review.is_file() else {}
-    open_ = [r["name"] for r in recs if r["status"] not in ("killed", "timeout") and not is_reviewed(r["name"], named)]
+    # a crash of the tests (status rcN: a segfault or abort in a compiled library) counts as killed too
+    open_ = [r["name"] for r in recs if r["status"] in ("survived", "no tests") and not is_reviewed(r["name"], named)]
     return counts, open_, [r["name"] for r in recs if r["status"] == "timeout"]
 
 
