@@ -328,3 +328,13 @@ def test_the_greedy_colouring_option_reaches_the_split() -> None:
     lf = np3(labels, _NONE, edges, z, exact_colouring_max=0, colouring="largest_first")
     ds = np3(labels, _NONE, edges, z, exact_colouring_max=0, colouring="dsatur")
     assert len(np.unique(lf)) == 3 and len(np.unique(ds)) == 2
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.float64])
+def test_labels_of_any_numeric_dtype_come_back_as_int64(dtype) -> None:
+    """Labels read from a table may be int32 or whole floats; the refined labels are always int64 ids."""
+    labels = np.array([4, 4, 4, 9], dtype=dtype)
+    z = np.array([[1.0, 0], [0, 1], [0.9, 0.2], [1, 1]])
+    out = np3(labels, _NONE, np.array([[0, 1]]), z)
+    assert out.dtype == np.int64
+    assert out.tolist() == [4, 10, 4, 9]  # {0, 2} is the larger part and keeps 4; {1} gets 9 + 1
