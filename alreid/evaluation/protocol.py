@@ -248,8 +248,8 @@ def protocol_hash(protocol: OpenSetProtocol) -> str:
         a = np.ascontiguousarray(np.asarray(arr, dtype=np.int64))
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
-    for ids in (protocol.heldout_ids, protocol.gallery_ids):
-        h.update(json.dumps([str(x) for x in np.asarray(ids).tolist()]).encode())
+    for ids in (protocol.heldout_ids, protocol.gallery_ids):  # as sorted text: a file reads numbers back as text
+        h.update(json.dumps(sorted(str(x) for x in np.asarray(ids).tolist())).encode())
     h.update(json.dumps([protocol.exemplar_rule, int(protocol.exemplars), float(protocol.holdout_fraction),
                          int(protocol.seed)]).encode())
     return h.hexdigest()[:16]

@@ -521,6 +521,20 @@ def test_protocol_frame_round_trip_keeps_the_protocol_and_its_id():
     assert protocol_hash(back) == protocol_hash(std) and back.summary() == std.summary()
 
 
+def test_numeric_identities_keep_their_protocol_id_through_a_file():
+    # built from numbers the identities sort as numbers (2, 3, 10); a protocol file stores text, read back in
+    # text order ('10', '2', '3'): the id is over the sorted text, so it survives the round trip
+    rng = np.random.default_rng(11)
+    ids = rng.permutation(np.repeat(np.arange(2, 14), 4))  # numbers with one and two digits, 4 images each
+    is_train = np.arange(len(ids)) % 4 != 0
+    feats = rng.standard_normal((len(ids), 4))
+    p = build_protocol(ids, is_train, feats, exemplar_rule="central", exemplars=2, holdout_fraction=0.4, seed=3)
+    back = protocol_from_frame(protocol_frame(p, ids, np.arange(len(ids))))
+    assert sorted(map(str, back.gallery_ids)) == sorted(map(str, p.gallery_ids))
+    assert [str(x) for x in back.gallery_ids] != [str(x) for x in p.gallery_ids]  # the orders really differ
+    assert protocol_hash(back) == protocol_hash(p)
+
+
 def test_a_frame_without_settings_columns_and_an_empty_frame():
     # only the required columns (a hand-made file): the default rule, split seed 0, settings unknown (0)
     df = protocol_frame(small_protocol(), FRAME_IDS, np.arange(8))
