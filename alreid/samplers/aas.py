@@ -31,6 +31,9 @@ _CONSTRAINT_MODES = ("np3", "none")
 _DRAWS = ("without_replacement", "with_replacement_dedup")
 
 
+# Entries of d_J read per row block when looking for each item's first Jaccard neighbour (about 16M: bounded memory)
+FIRST_NEIGHBOUR_BLOCK = 1 << 24
+
 class AASSampler(Sampler):
     """Pairs from the regions where DBSCAN and FINCH disagree (spec §1; defaults = paper / spec).
 
@@ -117,7 +120,7 @@ class AASSampler(Sampler):
         """FINCH's initial_rank under d_J: nearest other item, ties by cosine; cosine 1-NN where d_J has none."""
         x, n = ctx.features, ctx.n
         first = np.full(n, -1, dtype=np.int64)
-        step = max(1, (1 << 24) // max(1, d.nnz // max(n, 1)))  # about 16M entries per block
+        step = max(1, FIRST_NEIGHBOUR_BLOCK // max(1, d.nnz // max(n, 1)))
         for s in range(0, n, step):
             sub = d[s:min(n, s + step)]
             pos = np.repeat(np.arange(sub.shape[0], dtype=np.int64), np.diff(sub.indptr))

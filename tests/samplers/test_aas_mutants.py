@@ -137,3 +137,53 @@ def test_explain_with_an_empty_under_segmentation_pool(monkeypatch):
     pairs = s.select(fig_context(store), 100, np.random.default_rng(0))
     assert pairs.tolist() == [[5, 8]] and s.stats_["epsilon_eff"] == 1.0 and s.stats_["u_us"] == 0
     check_explain(s, pairs, {(5, 8): 1.0})
+
+
+def _first_neighbour_reference(x: np.ndarray, d) -> list[int]:
+    """Each item's first Jaccard neighbour by brute force: the smallest stored off-diagonal d_J (explicit zeros
+    count), ties by the larger cosine, then the smaller index; with nothing stored, the cosine 1-NN (ties: smaller
+    index)."""
+    n = len(x)
+    cos = x.astype(np.float64) @ x.T.astype(np.float64)
+    coo = d.tocoo()
+    stored: dict[int, list[tuple[float, float, int]]] = {}
+    for i, j, v in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist()):
+        if i != j:
+            stored.setdefault(i, []).append((v, -cos[i, j], j))
+    return [min(stored[i])[2] if i in stored else max((j for j in range(n) if j != i), key=lambda j: (cos[i, j], -j))
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("block", [1, 5, 23, 1 << 24])
+def test_first_jaccard_neighbour_is_the_same_over_any_row_blocks(monkeypatch, block):
+    # the rows of d_J are read in blocks (FIRST_NEIGHBOUR_BLOCK entries); every test pool fits in one block at the
+    # default, so later blocks' row offsets are checked here with small blocks. Rows with nothing stored but the
+    # diagonal fall back to the cosine 1-NN, some of them with an exact duplicate listed before themselves.
+    import scipy.sparse as sp
+
+    import alreid.samplers.aas as aas_module
+    from alreid.samplers import aas_pools as pools
+    from alreid.samplers.base import NeighbourCache, SamplingContext
+
+    monkeypatch.setattr(aas_module, "FIRST_NEIGHBOUR_BLOCK", block)
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        n = int(rng.integers(6, 25))
+        x = rng.standard_normal((n, 3)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        lonely = rng.choice(np.arange(1, n), 3, replace=False)
+        x[lonely[0]] = x[lonely[0] - 1]  # an exact twin with a smaller index: the k-NN list may put it first
+        full = np.triu(rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], size=(n, n)), 1)
+        full = full + full.T
+        present = np.triu(rng.random((n, n)) < 0.5, 1)
+        present = present | present.T
+        present[lonely, :] = False
+        present[:, lonely] = False
+        np.fill_diagonal(present, True)
+        r, c = np.nonzero(present)
+        d = pools.as_csr(sp.csr_matrix((full[r, c], (r, c)), shape=(n, n)))
+        ctx = SamplingContext(features=x, labels=np.arange(n), outliers=np.zeros(n, bool),
+                              constraints=ConstraintStore(n), neighbours=NeighbourCache(x))
+        got = AASSampler()._jaccard_first_neighbour(ctx, d)
+        assert got.dtype == np.int64
+        assert got.tolist() == _first_neighbour_reference(x, d)
