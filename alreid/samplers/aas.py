@@ -29,10 +29,9 @@ _METRICS = ("jaccard", "cosine")
 _FINCH_INPUTS = ("cosine", "jaccard_rank")
 _CONSTRAINT_MODES = ("np3", "none")
 _DRAWS = ("without_replacement", "with_replacement_dedup")
-
-
 # Entries of d_J read per row block when looking for each item's first Jaccard neighbour (about 16M: bounded memory)
 FIRST_NEIGHBOUR_BLOCK = 1 << 24
+
 
 class AASSampler(Sampler):
     """Pairs from the regions where DBSCAN and FINCH disagree (spec §1; defaults = paper / spec).

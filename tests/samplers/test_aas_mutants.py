@@ -8,11 +8,15 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from alreid.constraints import ConstraintStore
 from alreid.errors import ConfigError
+import alreid.samplers.aas as aas_module
+from alreid.samplers import aas_pools as pools
 from alreid.samplers.aas import AASSampler
-from tests.samplers.test_aas import FIG_US, fig_context, fig_sampler
+from alreid.samplers.base import NeighbourCache, SamplingContext
+from tests.samplers.test_aas import FIG_US, brute_first_neighbour, fig_context, fig_sampler
 
 OWNER = "method 'aas' parameter"
 WEIGHTS = "(inlier-inlier, inlier-outlier, outlier-outlier)"
@@ -139,32 +143,11 @@ def test_explain_with_an_empty_under_segmentation_pool(monkeypatch):
     check_explain(s, pairs, {(5, 8): 1.0})
 
 
-def _first_neighbour_reference(x: np.ndarray, d) -> list[int]:
-    """Each item's first Jaccard neighbour by brute force: the smallest stored off-diagonal d_J (explicit zeros
-    count), ties by the larger cosine, then the smaller index; with nothing stored, the cosine 1-NN (ties: smaller
-    index)."""
-    n = len(x)
-    cos = x.astype(np.float64) @ x.T.astype(np.float64)
-    coo = d.tocoo()
-    stored: dict[int, list[tuple[float, float, int]]] = {}
-    for i, j, v in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist()):
-        if i != j:
-            stored.setdefault(i, []).append((v, -cos[i, j], j))
-    return [min(stored[i])[2] if i in stored else max((j for j in range(n) if j != i), key=lambda j: (cos[i, j], -j))
-            for i in range(n)]
-
-
 @pytest.mark.parametrize("block", [1, 5, 23, 1 << 24])
 def test_first_jaccard_neighbour_is_the_same_over_any_row_blocks(monkeypatch, block):
     # the rows of d_J are read in blocks (FIRST_NEIGHBOUR_BLOCK entries); every test pool fits in one block at the
     # default, so later blocks' row offsets are checked here with small blocks. Rows with nothing stored but the
     # diagonal fall back to the cosine 1-NN, some of them with an exact duplicate listed before themselves.
-    import scipy.sparse as sp
-
-    import alreid.samplers.aas as aas_module
-    from alreid.samplers import aas_pools as pools
-    from alreid.samplers.base import NeighbourCache, SamplingContext
-
     monkeypatch.setattr(aas_module, "FIRST_NEIGHBOUR_BLOCK", block)
     rng = np.random.default_rng(5)
     for _ in range(12):
@@ -186,4 +169,4 @@ def test_first_jaccard_neighbour_is_the_same_over_any_row_blocks(monkeypatch, bl
                               constraints=ConstraintStore(n), neighbours=NeighbourCache(x))
         got = AASSampler()._jaccard_first_neighbour(ctx, d)
         assert got.dtype == np.int64
-        assert got.tolist() == _first_neighbour_reference(x, d)
+        assert got.tolist() == brute_first_neighbour(x, d)
