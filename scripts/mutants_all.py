@@ -10,6 +10,7 @@ machine rerun them (`mutants_fork.py ... --only NAME`).
     .venv/bin/python scripts/mutants_all.py                 # every module (hours on two cores)
     .venv/bin/python scripts/mutants_all.py gbas lbas       # some modules
     .venv/bin/python scripts/mutants_all.py --check-only    # only compare existing results with the reviews
+    .venv/bin/python scripts/mutants_all.py --resume np3    # continue an interrupted run
 """
 
 from __future__ import annotations
@@ -43,11 +44,16 @@ def load_config(path: Path = CONFIG, keys: list[str] | None = None) -> dict[str,
     return modules
 
 
+def _span(lo: str, hi: str | None) -> range:
+    """Mutant numbers `lo` or `lo..hi` (inclusive)."""
+    return range(int(lo), int(hi or lo) + 1)
+
+
 def _numbers(text: str) -> set[int]:
     out: set[int] = set()
     for part in text.split(","):
         lo, _, hi = part.strip().partition("..")
-        out.update(range(int(lo), int(hi or lo) + 1))
+        out.update(_span(lo, hi))
     return out
 
 
@@ -67,10 +73,10 @@ def reviewed_names(text: str) -> dict[str, set[int]]:
                 named.setdefault(last, set()).update(_numbers(m.group(2)))
                 pos = m.end()
                 while c := MORE.match(line, pos):  # `fn__mutmut_4`, 5, 6..8 (numbers after the closing backtick)
-                    named[last].update(range(int(c.group(1)), int(c.group(2) or c.group(1)) + 1))
+                    named[last].update(_span(c.group(1), c.group(2)))
                     pos = c.end()
             elif b and last is not None:
-                named[last].update(range(int(b.group(1)), int(b.group(2) or b.group(1)) + 1))
+                named[last].update(_span(b.group(1), b.group(2)))
                 pos = b.end()
             else:
                 break
@@ -99,6 +105,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("modules", nargs="*", help="module keys of focus.toml (default: all)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "results" / "mutants")
     p.add_argument("--check-only", action="store_true", help="do not run; check existing results against the reviews")
+    p.add_argument("--resume", action="store_true",
+                   help="keep each module's earlier results and run only the mutants not in them (an interrupted run); "
+                        "by default a module's results start afresh, so a changed module or test is judged anew")
     args = p.parse_args(argv)
     config = load_config(keys=args.modules)
     unknown = [k for k in args.modules if k not in config]
@@ -113,8 +122,13 @@ def main(argv: list[str]) -> int:
         out = args.out_dir / f"{key}.jsonl"
         if not args.check_only:
             print(f"== {key}: {m['path']} (results: {out})", flush=True)
-            subprocess.run([sys.executable, str(ROOT / "scripts" / "mutants_fork.py"), m["path"], str(out),
-                            "--timeout", str(m["timeout"]), "--", *m["tests"]], cwd=ROOT, check=True)
+            if not args.resume:
+                out.unlink(missing_ok=True)
+            run = subprocess.run([sys.executable, str(ROOT / "scripts" / "mutants_fork.py"), m["path"], str(out),
+                                  "--timeout", str(m["timeout"]), "--", *m["tests"]], cwd=ROOT)
+            if run.returncode != 0:
+                raise SystemExit(f"the mutation run of {key!r} stopped (exit {run.returncode}, its message is above); "
+                                 f"fix that, then rerun with --resume to keep the mutants already judged")
         if not out.is_file():
             rows.append(f"{key:<12} no results ({out} missing)")
             continue

@@ -21,6 +21,7 @@ SURVIVORS.md), timeout (no result in time: a hang, or a loaded machine; rerun th
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import gc
 import importlib
@@ -124,7 +125,7 @@ def record_reach(tests: list[str]) -> tuple[dict[str, list[str]], dict[str, floa
     import pytest
     import mutmut.mutation.trampoline as trampoline
 
-    reached: dict[str, list[str]] = {}
+    reached: dict[str, dict[str, None]] = {}  # function -> the tests that call it, in run order (an ordered set)
     seconds: dict[str, float] = {}
     current = {"test": ""}
 
@@ -140,9 +141,8 @@ def record_reach(tests: list[str]) -> tuple[dict[str, list[str]], dict[str, floa
                 seconds[item.nodeid] = time.perf_counter() - t0
 
     def hit(name: str, caller: str | None = None) -> None:  # noqa: ARG001 - the trampoline's signature
-        users = reached.setdefault(name, [])
-        if current["test"] and (not users or users[-1] != current["test"]) and current["test"] not in users:
-            users.append(current["test"])
+        if current["test"]:
+            reached.setdefault(name, {})[current["test"]] = None
 
     trampoline.record_trampoline_hit = hit
     os.environ["MUTANT_UNDER_TEST"] = "stats"
@@ -152,7 +152,7 @@ def record_reach(tests: list[str]) -> tuple[dict[str, list[str]], dict[str, floa
     if clean != 0:
         print(captured.getvalue()[-2000:])
         raise SystemExit("the focused tests fail without any mutant: fix them first")
-    return reached, seconds
+    return {name: list(users) for name, users in reached.items()}, seconds
 
 
 def failed_tests(output: str) -> list[str]:
@@ -178,6 +178,8 @@ def main(argv: list[str]) -> int:
     if not source_path.is_file():
         raise SystemExit(f"no module {args.module!r} under {ROOT}")
     work = args.work or Path(tempfile.mkdtemp(prefix="alreid-mutants-"))
+    if args.work is None:  # the scratch copy goes when the run ends
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
     scratch_copy(work)
     out = args.out.resolve()
     os.chdir(work)
@@ -211,7 +213,8 @@ def main(argv: list[str]) -> int:
         funcs = args.funcs.split(",")
         names = [n for n in names if any(n.split("__mutmut_")[0].endswith(f) for f in funcs)]
     if args.only:
-        names = [n for n in names if n in set(args.only.split(","))]
+        only = set(args.only.split(","))
+        names = [n for n in names if n in only]
     counts: dict[str, int] = {}
     gc.collect()
     gc.freeze()  # the forked children share the parent's objects without copying pages for the collector's sake
