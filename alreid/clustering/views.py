@@ -148,8 +148,11 @@ def finch_labels(
     ``initial_rank`` is the (n,) first-neighbour index of every point (or (n, k) k-NN indices, self
     first, from :func:`knn_search`). Without it, n <= ``exact_max`` lets FINCH compute exact 1-NN
     itself (O(n^2) memory); larger n gets its first neighbours from our faiss k-NN instead. When
-    FINCH is handed ``initial_rank`` its ``ensure_early_exit`` pruning is inactive (package
-    behaviour). Levels above 0 always run the package; level 0 is the first-neighbour components.
+    FINCH is handed ``initial_rank`` its ``ensure_early_exit`` pruning is off; in finch-clust 0.2.3, as in
+    the original FINCH code, that pruning changes nothing anyway (it zeroes stored entries of a sparse
+    adjacency, and scipy's connected components still count a stored zero as an edge), so the hierarchy
+    depends only on the first neighbours. Levels above 0 always run the package; level 0 is the
+    first-neighbour components.
     """
     x = np.ascontiguousarray(features, dtype=np.float32)
     n = x.shape[0]

@@ -162,7 +162,7 @@ class AASSampler(Sampler):
                 # level 0 = components of the cosine first-neighbour graph: reuse the cycle's k-NN lists
                 init = ctx.neighbours.knn(min(ctx.n, max(k1, 32)))[1]
             else:
-                init = None  # FINCH's own exact 1-NN (keeps its early-exit pruning for higher levels)
+                init = None  # FINCH's own exact 1-NN, the same first neighbours as the k-NN lists
             lev = level if level == "match_dbscan" else int(level)
             try:
                 return np.asarray(finch_labels(ctx.features, level=lev, n_target=n_target, initial_rank=init,

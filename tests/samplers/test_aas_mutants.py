@@ -170,3 +170,112 @@ def test_first_jaccard_neighbour_is_the_same_over_any_row_blocks(monkeypatch, bl
         got = AASSampler()._jaccard_first_neighbour(ctx, d)
         assert got.dtype == np.int64
         assert got.tolist() == brute_first_neighbour(x, d)
+
+
+# ---- view B: which FINCH partition AAS compares with the base clustering (spec §1.3) --------------------------
+# References come from the FINCH package itself (every column of its hierarchy), not from alreid's finch_labels.
+
+def finch_columns(x: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
+    """All of FINCH's partitions (one column per level), from its own exact cosine 1-NN or the given first
+    neighbours."""
+    import contextlib
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        from finch import FINCH
+
+        c, _, _ = FINCH(x, initial_rank=None if first is None else np.asarray(first), distance="cosine",
+                        verbose=False)
+    return np.asarray(c).reshape(len(x), -1)
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a).tolist(), np.asarray(b).tolist()
+    return len(a) == len(b) and len(set(zip(a, b))) == len(set(a)) == len(set(b))
+
+
+def blobs(seed: int) -> np.ndarray:
+    """20-44 unit vectors around 4 random centres in 8-d (noise 0.6)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 45))
+    x = rng.standard_normal((4, 8))[rng.integers(0, 4, n)] + 0.6 * rng.standard_normal((n, 8))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def plain_context(x: np.ndarray, base: np.ndarray | None = None, outliers: np.ndarray | None = None
+                  ) -> SamplingContext:
+    n = len(x)
+    base = np.arange(n) if base is None else base
+    outliers = np.zeros(n, bool) if outliers is None else outliers
+    return SamplingContext(features=x, labels=base.copy(), outliers=outliers, constraints=ConstraintStore(n),
+                           neighbours=NeighbourCache(x))
+
+
+def view_b(x: np.ndarray, ctx: SamplingContext | None = None, **params) -> tuple[np.ndarray, bool]:
+    """View B as AAS's draw sees it, and the stats_ flag saying the level was clamped."""
+    ctx = ctx or plain_context(x)
+    s = AASSampler.from_params(params)
+    s.select(ctx, 5, np.random.default_rng(0))
+    d = s._jaccard(ctx)
+    return s._view_b(ctx, d), s.stats_["finch_clamped"]
+
+
+def test_view_b_is_finchs_column_at_each_level_and_the_coarsest_above_it():
+    x = blobs(2)
+    cols = finch_columns(x)
+    assert cols.shape[1] == 3  # the scene: three levels, each a different partition
+    assert not any(same_partition(cols[:, i], cols[:, j]) for i, j in ((0, 1), (0, 2), (1, 2)))
+    for level in range(3):
+        got, clamped = view_b(x, finch_level=level)
+        assert same_partition(got, cols[:, level]) and clamped is False
+    for level in (3, 50):  # above the coarsest: the coarsest, flagged
+        got, clamped = view_b(x, finch_level=level)
+        assert same_partition(got, cols[:, -1]) and clamped is True
+
+
+def test_view_b_from_jaccard_first_neighbours():
+    x = blobs(0)
+    ctx = plain_context(x)
+    d = pools.as_csr(ctx.neighbours.jaccard(30, 6))  # ClusteringSettings' default k1, k2
+    jac = finch_columns(x, first=brute_first_neighbour(x, d))
+    cos = finch_columns(x)
+    assert jac.shape[1] == cos.shape[1] == 2  # the scene: the two first-neighbour rankings give other partitions
+    assert not same_partition(jac[:, 0], cos[:, 0]) and not same_partition(jac[:, 1], cos[:, 1])
+    for level in (0, 1):
+        got, clamped = view_b(x, finch_level=level, finch_input="jaccard_rank")
+        assert same_partition(got, jac[:, level]) and clamped is False
+        got, clamped = view_b(x, finch_level=level, finch_input="cosine")
+        assert same_partition(got, cos[:, level]) and clamped is False
+    got, clamped = view_b(x, finch_level=7, finch_input="jaccard_rank")
+    assert same_partition(got, jac[:, -1]) and clamped is True
+
+
+def test_view_b_match_dbscan_takes_the_level_nearest_the_inlier_cluster_count():
+    x = blobs(2)
+    cols = finch_columns(x)
+    counts = [len(np.unique(cols[:, i])) for i in range(cols.shape[1])]
+    n = len(x)
+    m, n_out = counts[1], counts[0] - 1  # inlier clusters: level 1's count; outliers: nearer level 0's count
+    assert counts == sorted(counts, reverse=True) and counts[-1] < m < n_out and m + n_out <= n
+    base = np.empty(n, dtype=np.int64)
+    base[: n - n_out] = np.arange(n - n_out) % m
+    base[n - n_out:] = m + np.arange(n_out)  # every outlier its own label (singletonized, as the trial loop has it)
+    outliers = np.arange(n) >= n - n_out
+    got, clamped = view_b(x, plain_context(x, base, outliers), finch_level="match_dbscan")
+    assert same_partition(got, cols[:, 1]) and clamped is False
+
+
+def test_finch_hierarchy_depends_only_on_the_first_neighbours():
+    # Why view B may hand FINCH the cycle's k-NN lists instead of letting it compute its own 1-NN: the package's
+    # early-exit pruning (on only without initial_rank) zeroes stored sparse entries, which scipy still counts as
+    # edges, so it never changes a partition. Should a FINCH release make the pruning bite, this fails and
+    # aas.md's verdict on _view_b__mutmut_29..34 (equivalent) must be revisited.
+    for seed in range(6):
+        x = blobs(seed)
+        cos = x.astype(np.float64) @ x.T.astype(np.float64)
+        np.fill_diagonal(cos, -np.inf)
+        own, handed = finch_columns(x), finch_columns(x, first=cos.argmax(axis=1))
+        assert own.shape == handed.shape
+        assert all(same_partition(own[:, i], handed[:, i]) for i in range(own.shape[1]))
