@@ -386,6 +386,16 @@ def init_ray(address: str | None) -> bool:
         ray.init(**kwargs)
     except ConnectionError as exc:
         raise AlreidError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+    except Exception as exc:  # e.g. "The current node timed out during startup" on an overloaded machine
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # whatever part of the instance did start
+        text = str(exc).strip()
+        reason = (text.splitlines()[0] if text else type(exc).__name__).rstrip(".")
+        if address is None:
+            raise AlreidError(f"could not start a local Ray instance: {reason}; retry when the machine is less busy, "
+                              "or start Ray yourself (`ray start --head`) and pass --address auto") from None
+        raise AlreidError(f"could not join the Ray cluster at {address!r}: {reason}; check that the cluster is "
+                          "up (`ray status`) and reachable from here") from None
     return True
 
 
