@@ -1,0 +1,118 @@
+"""AASSampler.select end to end, pinned by the mutation review of its draw (tests/mutants/aas.md, `_select`):
+the pool it draws from against the brute-force regions and U_us of test_aas.py for each distance and for the
+k-NN path, the answers applied through NP3 (one answer, a cannot-link inside a cluster, the cycle's own refined
+labels as view A), one region, and the exact result and statistics when the views agree. Every expected pool
+below is worked out by hand on the Figure 1 scene of test_aas.py (its comment block gives the angles)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alreid.constraints import ConstraintStore
+from alreid.samplers import aas_pools as pools
+from alreid.samplers.aas import AASSampler
+from alreid.samplers.base import NeighbourCache, SamplingContext
+from tests.samplers.test_aas import FIG_A, FIG_B, FIG_OUT, brute_u_us, fig_context, fig_sampler, random_problem
+
+S2_S3 = {(7, 8), (8, 9), (10, 11), (10, 16), (11, 16)}  # U_us of Figure 1's regions S2 and S3
+
+
+def pairs_of(pairs: np.ndarray) -> set[tuple[int, int]]:
+    return {tuple(p) for p in pairs.tolist()}
+
+
+def test_views_that_agree_give_an_empty_int_pair_array_and_zero_statistics(monkeypatch):
+    s = fig_sampler(monkeypatch, epsilon=0.3)
+    monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, d: FIG_A * 7 + 1)  # the same partition
+    pairs = s.select(fig_context(), 50, np.random.default_rng(0))
+    assert pairs.shape == (0, 2) and pairs.dtype == np.int64
+    assert s.stats_ == {"regions": 0, "region_images": 0, "views_agree": True, "u_os": 0, "u_us": 0, "pool": 0,
+                        "drawn": 0, "pairs_ii": 0, "pairs_io": 0, "pairs_oo": 0, "approx_regions": 0,
+                        "epsilon_eff": 0.3, "finch_clamped": False}
+    assert s.explain_ == {}
+
+
+def test_a_single_region(monkeypatch):
+    # view B = view A except S2's {8, 9} (B joins 8 to the outlier 9): the one region is {6, 7, 8, 9}; its U_us
+    # is (7, 8) inlier-inlier and (8, 9) inlier-outlier; a single region has no medoid pair, so eps_eff = 0
+    b = FIG_A.copy()
+    b[[8, 9]] = 555
+    s = fig_sampler(monkeypatch, epsilon=0.3)
+    monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, d: b.copy())
+    pairs = s.select(fig_context(), 50, np.random.default_rng(0))
+    assert pairs_of(pairs) == {(7, 8), (8, 9)}
+    st = s.stats_
+    assert (st["regions"], st["region_images"], st["u_os"], st["u_us"], st["pool"], st["drawn"]) == (1, 4, 0, 2, 2, 2)
+    assert (st["pairs_ii"], st["pairs_io"], st["pairs_oo"], st["epsilon_eff"]) == (1, 1, 0, 0.0)
+
+
+def test_one_must_link_answer_goes_through_np3(monkeypatch):
+    # ML(0, 2) alone joins S1's two A-clusters and its two B-clusters: S1 is no longer a region (as in
+    # test_aas.py's two-answer case); S2's and S3's medoids 8, 11 are cos 81 deg apart, below s_min
+    store = ConstraintStore(17)
+    store.add(0, 2, True)
+    s = fig_sampler(monkeypatch, apply_constraints="np3")
+    pairs = s.select(fig_context(store), 100, np.random.default_rng(0))
+    assert pairs_of(pairs) == S2_S3
+    assert (s.stats_["regions"], s.stats_["region_images"], s.stats_["u_os"]) == (2, 7, 0)
+
+
+def test_a_cannot_link_inside_a_cluster_splits_it_by_the_features(monkeypatch):
+    # CL(1, 5) alone: A's cluster {0, 1, 3, 5} (0, 2, 4, 8 deg) splits into {1} and {5}, and 0 (2 deg from 1,
+    # 8 from 5) and 3 (2 from 1, 4 from 5) join 1: A = {0, 1, 3} {5} {2, 4}. B ({0, 1, 3} {2, 4, 5}) already
+    # separates 1 and 5. S1 shrinks to {2, 4, 5}: U_us (4, 5) (3 deg, B joins them); its medoid is 4 (11 deg, in
+    # the middle), 31 deg from S2's medoid 8: cos 31 = 0.857 >= s_min 0.8, each other's best -> U_os (4, 8).
+    store = ConstraintStore(17)
+    store.add(1, 5, False)
+    s = fig_sampler(monkeypatch, apply_constraints="np3")
+    pairs = s.select(fig_context(store), 100, np.random.default_rng(0))
+    assert pairs_of(pairs) == S2_S3 | {(4, 5), (4, 8)}
+    st = s.stats_
+    assert (st["regions"], st["region_images"], st["u_os"], st["u_us"]) == (3, 10, 1, 6)
+
+
+def test_view_a_is_the_cycles_np3_labels_when_the_cycle_refined_with_np3(monkeypatch):
+    # The trial refines the base clustering with NP3 (its own options) and hands every sampler those labels;
+    # AAS must take them as view A, not refine the base labels again. Here the cycle's labels are view B with
+    # ML(0, 2) applied (B's clusters 10 and 11 joined), which is exactly AAS's own view B after NP3: no region.
+    # Refining the base labels instead would leave S2 and S3 as regions.
+    store = ConstraintStore(17)
+    store.add(0, 2, True)
+    refined = np.where(FIG_B == 11, 10, FIG_B)
+    ctx = fig_context(store)
+    ctx = SamplingContext(features=ctx.features, labels=refined, outliers=FIG_OUT.copy(), constraints=store,
+                          neighbours=ctx.neighbours, base_labels=FIG_A.copy(), refined_with="np3")
+    s = fig_sampler(monkeypatch, apply_constraints="np3")
+    pairs = s.select(ctx, 100, np.random.default_rng(0))
+    assert len(pairs) == 0 and s.stats_["views_agree"] is True
+    ctx.refined_with = "none"  # the same context, labels not from NP3: AAS refines the base labels itself
+    assert pairs_of(s.select(ctx, 100, np.random.default_rng(0))) == S2_S3
+
+
+@pytest.mark.parametrize("dense_cap", [2048, 2])
+def test_u_us_pool_equals_the_brute_force_for_each_distance(monkeypatch, dense_cap):
+    # epsilon = 0: only U_us carries mass, so a budget above the pool returns exactly U_us. dense_cap = 2 sends
+    # every region of 3+ images down the k-NN path, whose lists (k = min(n, 32)) are complete here: still exact.
+    rng = np.random.default_rng(3)
+    differ = 0
+    for _ in range(25):
+        n = int(rng.integers(4, 26))
+        x, a, b, d, dense = random_problem(rng, n, jaccard=True)
+        want = {"jaccard": brute_u_us(x, a, b, dense), "cosine": brute_u_us(x, a, b, None)}
+        if not want["jaccard"] or not want["cosine"]:
+            continue
+        differ += set(want["jaccard"]) != set(want["cosine"])
+        reg = pools.find_regions(a, b)
+        outliers = rng.random(n) < 0.3
+        monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, dd, b=b: b.copy())
+        monkeypatch.setattr(AASSampler, "_jaccard", lambda self, ctx, d=d: pools.as_csr(d))
+        for dist in ("jaccard", "cosine"):
+            ctx = SamplingContext(features=x, labels=a.copy(), outliers=outliers.copy(), constraints=ConstraintStore(n),
+                                  neighbours=NeighbourCache(x))
+            s = AASSampler(sim="cosine", dist=dist, epsilon=0.0, dense_cap=dense_cap, apply_constraints="none")
+            pairs = s.select(ctx, 10**6, np.random.default_rng(0))
+            assert pairs_of(pairs) == set(want[dist])
+            assert s.stats_["approx_regions"] == int((reg.size > dense_cap).sum())
+            assert s.stats_["u_us"] == len(want[dist]) == s.stats_["drawn"]
+    assert differ >= 3  # the scenes tell the two distances apart
