@@ -116,3 +116,127 @@ def test_u_us_pool_equals_the_brute_force_for_each_distance(monkeypatch, dense_c
             assert s.stats_["approx_regions"] == int((reg.size > dense_cap).sum())
             assert s.stats_["u_us"] == len(want[dist]) == s.stats_["drawn"]
     assert differ >= 3  # the scenes tell the two distances apart
+
+
+# ---- the probability of every pair in the pool (explain_["probability"] of a draw that takes the whole pool) ----
+def probabilities(s: AASSampler, ctx: SamplingContext) -> dict[tuple[int, int], float]:
+    pairs = s.select(ctx, 10**6, np.random.default_rng(0))
+    return dict(zip(map(tuple, pairs.tolist()), s.explain_["probability"].tolist()))
+
+
+@pytest.mark.parametrize("omega_mode", ["uniform", "sim"])
+def test_figure1_probability_of_every_pair_by_hand(monkeypatch, omega_mode):
+    # Eq. 5-6 by hand (test_aas_distribution.expected_p): deterministic, so omega_mode="sim" is told apart from
+    # uniform weights even where the cosines are close (S3: cos 3, 7, 4 deg -> 0.3339, 0.3318, 0.3343 of the cell)
+    from tests.samplers.test_aas_distribution import _cos_gap, expected_p
+
+    s = fig_sampler(monkeypatch, omega_mode=omega_mode, epsilon=0.1)
+    got = probabilities(s, fig_context())
+    want = expected_p(0.1, {(5, 8): _cos_gap(5, 8)}, omega_mode)
+    assert set(got) == set(want)
+    for pair, p in want.items():
+        assert got[pair] == pytest.approx(p, rel=1e-5, abs=0)
+
+
+@pytest.mark.parametrize("sim, dist", [("jaccard", "jaccard"), ("jaccard", "cosine"), ("cosine", "jaccard")])
+def test_omega_sim_weighs_u_us_pairs_by_the_sim_option(monkeypatch, sim, dist):
+    # omega_mode="sim": within its (type, region) cell a U_us pair weighs its similarity under `sim` (1 - d_J, an
+    # absent d_J entry being 1, or the cosine), whichever distance found the pool. Reference: P(. | U_us) of
+    # pools.us_conditional (checked by hand in test_aas.py) on similarities computed here from the dense d_J.
+    rng = np.random.default_rng(8)
+    seen = 0
+    for _ in range(20):
+        n = int(rng.integers(5, 26))
+        x, a, b, d, dense = random_problem(rng, n, jaccard=True)
+        us = brute_u_us(x, a, b, dense if dist == "jaccard" else None)
+        if not us:
+            continue
+        outliers = rng.random(n) < 0.3
+        pairs = np.array(sorted(us), dtype=np.int64)
+        cos = x.astype(np.float64) @ x.T.astype(np.float64)
+        sims = np.array([(1.0 - dense[p]) if sim == "jaccard" else cos[p] for p in map(tuple, pairs.tolist())])
+        types = outliers[pairs[:, 0]].astype(int) + outliers[pairs[:, 1]].astype(int)
+        p_us = pools.us_conditional(types, np.array([us[p] for p in map(tuple, pairs.tolist())]),
+                                    pools.find_regions(a, b), sims, pi_mode="uniform", rho_mode="disagreement",
+                                    omega_mode="sim")
+        want = {p: q / p_us.sum() for p, q in zip(map(tuple, pairs.tolist()), p_us.tolist()) if q > 0}
+        monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, dd, b=b: b.copy())
+        monkeypatch.setattr(AASSampler, "_jaccard", lambda self, ctx, d=d: pools.as_csr(d))
+        ctx = SamplingContext(features=x, labels=a.copy(), outliers=outliers, constraints=ConstraintStore(n),
+                              neighbours=NeighbourCache(x))
+        s = AASSampler(sim=sim, dist=dist, omega_mode="sim", epsilon=0.0, apply_constraints="none")
+        got = probabilities(s, ctx)
+        assert set(got) == set(want)
+        for pair, p in want.items():
+            assert got[pair] == pytest.approx(p, rel=1e-6, abs=1e-12)
+        seen += len(set(np.round(sims, 6))) > 1  # scenes whose similarities differ, so omega is not flat
+    assert seen >= 5
+
+
+def test_regions_without_a_u_us_pair_leave_only_the_medoid_pair(monkeypatch):
+    # Two copies of a three-image region: A = {0, 1} {2}, B = {0} {1, 2}, with 0 and 2 one degree apart and 1 at
+    # 90 deg. The closest cross pair both ways is (0, 2), which both views keep apart: consistent, so U_us is
+    # empty. Medoids: 2 (1 deg) and 5 (21 deg), cos 20 deg = 0.94 >= s_min 0.8: U_os = {(2, 5)} with all the mass.
+    x = np.array([[np.cos(t), np.sin(t)] for t in np.deg2rad([0, 90, 1, 20, 110, 21])], dtype=np.float32)
+    a = np.array([0, 0, 1, 2, 2, 3])
+    b = np.array([0, 1, 1, 2, 3, 3])
+    ctx = SamplingContext(features=x, labels=a, outliers=np.zeros(6, bool), constraints=ConstraintStore(6),
+                          neighbours=NeighbourCache(x))
+    s = fig_sampler(monkeypatch, epsilon=0.3)
+    monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, d: b.copy())
+    got = probabilities(s, ctx)
+    assert got == {(2, 5): 1.0}
+    st = s.stats_
+    assert (st["regions"], st["u_os"], st["u_us"], st["pool"], st["epsilon_eff"]) == (2, 1, 0, 1, 1.0)
+
+
+def brute_u_os(a, b, cos, dmat, smat, k_max: int, s_min: float) -> set[tuple[int, int]] | None:
+    """U_os by brute force: each region's medoid (smallest summed distance under dmat, ties by the larger cosine
+    sum, then index), each medoid's k_max most similar medoids under smat (ties: cosine, index) kept from s_min.
+    None when a medoid is a near-tie (scenes left out)."""
+    from tests.samplers.test_aas import brute_regions
+
+    medoids = []
+    for region in brute_regions(a, b):
+        s_ = sorted(region)
+        keys = sorted((dmat[i, s_].sum(), -cos[i, s_].sum(), i) for i in s_)
+        if len(keys) > 1 and keys[1][0] - keys[0][0] < 1e-5 and keys[1][1] - keys[0][1] < 1e-5:
+            return None  # the medoid's scores are float32 sums: closer than 1e-5 is a tie decided by rounding
+        medoids.append(keys[0][2])
+    want = set()
+    for m in medoids:
+        ranked = sorted((o for o in medoids if o != m), key=lambda o: (-smat[m, o], -cos[m, o], o))
+        want |= {(min(m, o), max(m, o)) for o in ranked[:k_max] if smat[m, o] >= s_min}
+    return want
+
+
+@pytest.mark.parametrize("sim, dist", [("jaccard", "jaccard"), ("cosine", "jaccard"), ("jaccard", "cosine")])
+def test_u_os_pool_equals_the_brute_force_for_each_option(monkeypatch, sim, dist):
+    # epsilon = 1: only U_os carries mass, each pair in proportion to its similarity under `sim`. Scenes where the
+    # other `sim` or the other `dist` would give another pool are counted: the options must matter somewhere.
+    rng = np.random.default_rng(12)
+    tested = informative = 0
+    for _ in range(150):
+        n = int(rng.integers(6, 26))
+        x, a, b, d, dense = random_problem(rng, n, jaccard=True)
+        cos = x.astype(np.float64) @ x.T.astype(np.float64)
+        dist_of = {"jaccard": dense, "cosine": 1.0 - cos}
+        sim_of = {"jaccard": 1.0 - dense, "cosine": cos}
+        want = brute_u_os(a, b, cos, dist_of[dist], sim_of[sim], 2, 0.3)
+        other_sim = brute_u_os(a, b, cos, dist_of[dist], sim_of[{"jaccard": "cosine", "cosine": "jaccard"}[sim]], 2, 0.3)
+        other_dist = brute_u_os(a, b, cos, dist_of[{"jaccard": "cosine", "cosine": "jaccard"}[dist]], sim_of[sim], 2, 0.3)
+        if not want:
+            continue
+        monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, dd, b=b: b.copy())
+        monkeypatch.setattr(AASSampler, "_jaccard", lambda self, ctx, d=d: pools.as_csr(d))
+        ctx = SamplingContext(features=x, labels=a.copy(), outliers=np.zeros(n, bool), constraints=ConstraintStore(n),
+                              neighbours=NeighbourCache(x))
+        s = AASSampler(sim=sim, dist=dist, k_max=2, s_min=0.3, epsilon=1.0, apply_constraints="none")
+        got = probabilities(s, ctx)
+        assert set(got) == want
+        total = sum(sim_of[sim][p] for p in want)
+        for p in want:
+            assert got[p] == pytest.approx(sim_of[sim][p] / total, rel=1e-6)
+        tested += 1
+        informative += (other_sim is not None and other_sim != want) or (other_dist is not None and other_dist != want)
+    assert tested >= 8 and informative >= 3
