@@ -13,7 +13,7 @@ from alreid.constraints import ConstraintStore
 from alreid.samplers import aas_pools as pools
 from alreid.samplers.aas import AASSampler
 from alreid.samplers.base import NeighbourCache, SamplingContext
-from tests.samplers.test_aas import FIG_A, FIG_B, FIG_OUT, brute_u_us, fig_context, fig_sampler, random_problem
+from tests.samplers.test_aas import FIG_A, FIG_B, FIG_OUT, FIG_US, brute_u_us, fig_context, fig_sampler, random_problem
 
 S2_S3 = {(7, 8), (8, 9), (10, 11), (10, 16), (11, 16)}  # U_us of Figure 1's regions S2 and S3
 
@@ -240,3 +240,47 @@ def test_u_os_pool_equals_the_brute_force_for_each_option(monkeypatch, sim, dist
         tested += 1
         informative += (other_sim is not None and other_sim != want) or (other_dist is not None and other_dist != want)
     assert tested >= 8 and informative >= 3
+
+
+def test_figure1_probabilities_with_pi_weights_and_rho_by_size(monkeypatch):
+    # pi_mode [1, 2, 1]: pi(ii) = 1/4, pi(io) = 1/2, pi(oo) = 1/4 (all three types present); rho_mode "size":
+    # rho(S1 | ii) = 6 / (6 + 4), rho(S2 | ii) = 4 / 10, rho(S2 | io) = rho(S3 | oo) = 1; omega uniform in the cell.
+    # epsilon 0.1 on the one medoid pair (5, 8).
+    from fractions import Fraction
+
+
+    pi = {"ii": Fraction(1, 4), "io": Fraction(1, 2), "oo": Fraction(1, 4)}
+    rho = {("ii", 0): Fraction(6, 10), ("ii", 1): Fraction(4, 10), ("io", 1): Fraction(1), ("oo", 2): Fraction(1)}
+    size = {cell: sum(1 for c in FIG_US.values() if c == cell) for cell in rho}
+    want = {pair: 0.9 * float(pi[cell[0]] * rho[cell] / size[cell]) for pair, cell in FIG_US.items()}
+    want[(5, 8)] = 0.1
+    s = fig_sampler(monkeypatch, pi_mode=[1, 2, 1], rho_mode="size", epsilon=0.1)
+    got = probabilities(s, fig_context())
+    assert set(got) == set(want)
+    for pair, p in want.items():
+        assert got[pair] == pytest.approx(p, rel=1e-9)
+
+
+def test_a_pool_whose_pairs_are_all_answered_draws_nothing(monkeypatch):
+    # every pair of Figure 1's pool answered "different": the regions stay, the pool is empty
+    store = ConstraintStore(17)
+    for u, v in [(5, 8), *sorted(FIG_US)]:
+        store.add(u, v, False)
+    s = fig_sampler(monkeypatch)
+    pairs = s.select(fig_context(store), 100, np.random.default_rng(0))
+    assert pairs.shape == (0, 2) and pairs.dtype == np.int64
+    st = s.stats_
+    assert (st["regions"], st["u_os"], st["u_us"], st["pool"], st["drawn"]) == (3, 0, 0, 0, 0)
+
+
+def test_draw_with_replacement_dedup_may_return_fewer_distinct_pairs(monkeypatch):
+    # budget = the pool (8 pairs): without replacement every draw is the whole pool; with replacement and
+    # de-duplication the 8 draws repeat some pair almost always (P is far from uniform: 0.6 on (5, 8))
+    for mode, check in (("without_replacement", lambda k: k == 8), ("with_replacement_dedup", lambda k: k < 8)):
+        s = fig_sampler(monkeypatch, draw=mode)
+        sizes = []
+        for seed in range(10):
+            pairs = s.select(fig_context(), 8, np.random.default_rng(seed))
+            assert len(pairs_of(pairs)) == len(pairs) == s.stats_["drawn"]  # distinct pairs, all counted
+            sizes.append(len(pairs))
+        assert sum(map(check, sizes)) >= 9, (mode, sizes)
