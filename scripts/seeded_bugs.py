@@ -1,7 +1,8 @@
 """Seed each bug issue 16 lists into a fresh copy of the repository and run the tests meant to catch it.
 
-The copy is `git archive HEAD` (the last commit, not uncommitted edits) in a temporary folder, with `shared` beside it linked to the
-repository's `../shared` (so real-data tests find their data as usual); alreid is imported from the copy (checked).
+The copy is `git archive HEAD` (the last commit, not uncommitted edits) in a temporary folder, with `shared`
+beside it linked to the repository's `../shared` (so real-data tests find their data as usual); alreid is imported
+from the copy (checked).
 A bug counts as caught when pytest exits 1 with at least one FAILED test. Exit 0 when every bug is caught.
 
     .venv/bin/python scripts/seeded_bugs.py            # all of them (about 2 minutes)
