@@ -223,8 +223,9 @@ def test_u_os_pool_equals_the_brute_force_for_each_option(monkeypatch, sim, dist
         dist_of = {"jaccard": dense, "cosine": 1.0 - cos}
         sim_of = {"jaccard": 1.0 - dense, "cosine": cos}
         want = brute_u_os(a, b, cos, dist_of[dist], sim_of[sim], 2, 0.3)
-        other_sim = brute_u_os(a, b, cos, dist_of[dist], sim_of[{"jaccard": "cosine", "cosine": "jaccard"}[sim]], 2, 0.3)
-        other_dist = brute_u_os(a, b, cos, dist_of[{"jaccard": "cosine", "cosine": "jaccard"}[dist]], sim_of[sim], 2, 0.3)
+        swap = {"jaccard": "cosine", "cosine": "jaccard"}
+        other_sim = brute_u_os(a, b, cos, dist_of[dist], sim_of[swap[sim]], 2, 0.3)
+        other_dist = brute_u_os(a, b, cos, dist_of[swap[dist]], sim_of[sim], 2, 0.3)
         if not want:
             continue
         monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, dd, b=b: b.copy())
