@@ -178,8 +178,9 @@ def main(argv: list[str]) -> int:
     if not source_path.is_file():
         raise SystemExit(f"no module {args.module!r} under {ROOT}")
     work = args.work or Path(tempfile.mkdtemp(prefix="alreid-mutants-"))
-    if args.work is None:  # the scratch copy goes when the run ends
+    if args.work is None:  # the scratch copy goes when the run ends, also on Ctrl+C or SIGTERM
         atexit.register(shutil.rmtree, work, ignore_errors=True)
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # a forked child: os._exit(3)
     scratch_copy(work)
     out = args.out.resolve()
     os.chdir(work)
