@@ -265,9 +265,11 @@ class AASSampler(Sampler):
         """Why each drawn pair was asked, row-aligned with the result of select (shown to annotators).
 
         ``pool``: "over" (U_os: medoids of two regions that may be one individual split apart), "under"
-        (U_us: closest pair across two clusters that the other view joins) or "both"; ``region_u``/``region_v``:
-        region ids (-1 outside every region); ``same_a``/``same_b``: whether view A (DBSCAN) and view B (FINCH),
-        after the known answers, put the two images in one cluster; ``outlier_u``/``outlier_v``: DBSCAN noise.
+        (U_us: closest pair across two clusters that the other view joins) or "both" (kept for a pool built
+        otherwise: a U_os pair joins two regions and a U_us pair lies inside one, so here no pair is in both);
+        ``region_u``/``region_v``: region ids (-1 outside every region); ``same_a``/``same_b``: whether view A
+        (DBSCAN) and view B (FINCH), after the known answers, put the two images in one cluster;
+        ``outlier_u``/``outlier_v``: DBSCAN noise.
         """
         n = len(a)
         key = chosen[:, 0] * np.int64(n) + chosen[:, 1]
