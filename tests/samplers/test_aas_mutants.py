@@ -16,6 +16,7 @@ import alreid.samplers.aas as aas_module
 from alreid.samplers import aas_pools as pools
 from alreid.samplers.aas import AASSampler
 from alreid.samplers.base import NeighbourCache, SamplingContext
+from tests.clustering.test_views import same_partition
 from tests.samplers.test_aas import FIG_US, brute_first_neighbour, fig_context, fig_sampler
 
 OWNER = "method 'aas' parameter"
@@ -189,11 +190,6 @@ def finch_columns(x: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
         c, _, _ = FINCH(x, initial_rank=None if first is None else np.asarray(first), distance="cosine",
                         verbose=False)
     return np.asarray(c).reshape(len(x), -1)
-
-
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    a, b = np.asarray(a).tolist(), np.asarray(b).tolist()
-    return len(a) == len(b) and len(set(zip(a, b))) == len(set(a)) == len(set(b))
 
 
 def blobs(seed: int) -> np.ndarray:

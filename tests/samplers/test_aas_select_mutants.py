@@ -13,13 +13,24 @@ from alreid.constraints import ConstraintStore
 from alreid.samplers import aas_pools as pools
 from alreid.samplers.aas import AASSampler
 from alreid.samplers.base import NeighbourCache, SamplingContext
-from tests.samplers.test_aas import FIG_A, FIG_B, FIG_OUT, FIG_US, brute_u_us, fig_context, fig_sampler, random_problem
+from tests.samplers.test_aas import (FIG_A, FIG_B, FIG_OUT, FIG_US, brute_regions, brute_u_us, fig_context, fig_sampler,
+                                     random_problem)
+from tests.samplers.test_aas_distribution import _cos_gap, expected_p
 
 S2_S3 = {(7, 8), (8, 9), (10, 11), (10, 16), (11, 16)}  # U_us of Figure 1's regions S2 and S3
 
 
 def pairs_of(pairs: np.ndarray) -> set[tuple[int, int]]:
     return {tuple(p) for p in pairs.tolist()}
+
+
+def scene_context(monkeypatch, x: np.ndarray, a: np.ndarray, b: np.ndarray, d, outliers: np.ndarray
+                  ) -> SamplingContext:
+    """A context of a random_problem scene: view A = ``a``, AAS's view B fixed to ``b`` and its d_J to ``d``."""
+    monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, dd: b.copy())
+    monkeypatch.setattr(AASSampler, "_jaccard", lambda self, ctx: pools.as_csr(d))
+    return SamplingContext(features=x, labels=a.copy(), outliers=outliers.copy(), constraints=ConstraintStore(len(x)),
+                           neighbours=NeighbourCache(x))
 
 
 def test_views_that_agree_give_an_empty_int_pair_array_and_zero_statistics(monkeypatch):
@@ -105,11 +116,8 @@ def test_u_us_pool_equals_the_brute_force_for_each_distance(monkeypatch, dense_c
         differ += set(want["jaccard"]) != set(want["cosine"])
         reg = pools.find_regions(a, b)
         outliers = rng.random(n) < 0.3
-        monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, dd, b=b: b.copy())
-        monkeypatch.setattr(AASSampler, "_jaccard", lambda self, ctx, d=d: pools.as_csr(d))
         for dist in ("jaccard", "cosine"):
-            ctx = SamplingContext(features=x, labels=a.copy(), outliers=outliers.copy(), constraints=ConstraintStore(n),
-                                  neighbours=NeighbourCache(x))
+            ctx = scene_context(monkeypatch, x, a, b, d, outliers)
             s = AASSampler(sim="cosine", dist=dist, epsilon=0.0, dense_cap=dense_cap, apply_constraints="none")
             pairs = s.select(ctx, 10**6, np.random.default_rng(0))
             assert pairs_of(pairs) == set(want[dist])
@@ -128,8 +136,6 @@ def probabilities(s: AASSampler, ctx: SamplingContext) -> dict[tuple[int, int], 
 def test_figure1_probability_of_every_pair_by_hand(monkeypatch, omega_mode):
     # Eq. 5-6 by hand (test_aas_distribution.expected_p): deterministic, so omega_mode="sim" is told apart from
     # uniform weights even where the cosines are close (S3: cos 3, 7, 4 deg -> 0.3339, 0.3318, 0.3343 of the cell)
-    from tests.samplers.test_aas_distribution import _cos_gap, expected_p
-
     s = fig_sampler(monkeypatch, omega_mode=omega_mode, epsilon=0.1)
     got = probabilities(s, fig_context())
     want = expected_p(0.1, {(5, 8): _cos_gap(5, 8)}, omega_mode)
@@ -160,10 +166,7 @@ def test_omega_sim_weighs_u_us_pairs_by_the_sim_option(monkeypatch, sim, dist):
                                     pools.find_regions(a, b), sims, pi_mode="uniform", rho_mode="disagreement",
                                     omega_mode="sim")
         want = {p: q / p_us.sum() for p, q in zip(map(tuple, pairs.tolist()), p_us.tolist()) if q > 0}
-        monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, dd, b=b: b.copy())
-        monkeypatch.setattr(AASSampler, "_jaccard", lambda self, ctx, d=d: pools.as_csr(d))
-        ctx = SamplingContext(features=x, labels=a.copy(), outliers=outliers, constraints=ConstraintStore(n),
-                              neighbours=NeighbourCache(x))
+        ctx = scene_context(monkeypatch, x, a, b, d, outliers)
         s = AASSampler(sim=sim, dist=dist, omega_mode="sim", epsilon=0.0, apply_constraints="none")
         got = probabilities(s, ctx)
         assert set(got) == set(want)
@@ -194,8 +197,6 @@ def brute_u_os(a, b, cos, dmat, smat, k_max: int, s_min: float) -> set[tuple[int
     """U_os by brute force: each region's medoid (smallest summed distance under dmat, ties by the larger cosine
     sum, then index), each medoid's k_max most similar medoids under smat (ties: cosine, index) kept from s_min.
     None when a medoid is a near-tie (scenes left out)."""
-    from tests.samplers.test_aas import brute_regions
-
     medoids = []
     for region in brute_regions(a, b):
         s_ = sorted(region)
@@ -228,10 +229,7 @@ def test_u_os_pool_equals_the_brute_force_for_each_option(monkeypatch, sim, dist
         other_dist = brute_u_os(a, b, cos, dist_of[swap[dist]], sim_of[sim], 2, 0.3)
         if not want:
             continue
-        monkeypatch.setattr(AASSampler, "_view_b", lambda self, ctx, dd, b=b: b.copy())
-        monkeypatch.setattr(AASSampler, "_jaccard", lambda self, ctx, d=d: pools.as_csr(d))
-        ctx = SamplingContext(features=x, labels=a.copy(), outliers=np.zeros(n, bool), constraints=ConstraintStore(n),
-                              neighbours=NeighbourCache(x))
+        ctx = scene_context(monkeypatch, x, a, b, d, np.zeros(n, bool))
         s = AASSampler(sim=sim, dist=dist, k_max=2, s_min=0.3, epsilon=1.0, apply_constraints="none")
         got = probabilities(s, ctx)
         assert set(got) == want
