@@ -1,9 +1,9 @@
-"""Seed each bug issue 16 lists into a fresh copy of the repository and run the tests meant to catch it.
+"""Seed each bug issue 16 lists into a copy of the repository and run the tests meant to catch it.
 
-The copy is `git archive HEAD` (the last commit, not uncommitted edits) in a temporary folder, with `shared`
-beside it linked to the repository's `../shared` (so real-data tests find their data as usual); alreid is imported
-from the copy (checked).
-A bug counts as caught when pytest exits 1 with at least one FAILED test. Exit 0 when every bug is caught.
+The copy is `git archive HEAD` (the last commit, not uncommitted edits) in a temporary folder, made once; each
+bug's file is put back after its run. `shared` beside it links to the repository's `../shared` (so real-data tests
+find their data as usual); alreid is imported from the copy (checked). A bug counts as caught when pytest exits 1
+with at least one FAILED test. Exit 0 when every bug is caught.
 
     .venv/bin/python scripts/seeded_bugs.py            # all of them (about 2 minutes)
     .venv/bin/python scripts/seeded_bugs.py 3 7c       # those whose label starts with 3 or 7c
@@ -83,24 +83,28 @@ BUGS = [
 ]
 
 
-def run(bug: tuple[str, str, str, str, list[str]], work: Path) -> tuple[bool, list[str], int]:
-    """Copy the repository into ``work/repo``, seed ``bug``, run its tests: (caught, failed tests, seconds)."""
+def run(bug: tuple[str, str, str, str, list[str]], copy: Path) -> tuple[bool, list[str], int]:
+    """Seed ``bug`` into the repository copy ``copy``, run its tests, put the file back: (caught, failed tests,
+    seconds)."""
     name, path, old, new, tests = bug
-    copy = work / "repo"
-    if copy.exists():
-        shutil.rmtree(copy)
-    copy.mkdir()
-    subprocess.run(f"git -C '{MAIN}' archive HEAD | tar -x -C '{copy}'", shell=True, check=True)
     f = copy / path
     text = f.read_text()
     if text.count(old) != 1:
         raise SystemExit(f"seeded_bugs: the original text of {name!r} occurs {text.count(old)} times in {path}; "
                          "update its entry in scripts/seeded_bugs.py")
     f.write_text(text.replace(old, new))
+    try:
+        return _run_tests(copy, tests)
+    finally:
+        f.write_text(text)
+
+
+def _run_tests(copy: Path, tests: list[str]) -> tuple[bool, list[str], int]:
     check = (f"import alreid, sys; assert alreid.__file__.startswith({str(copy)!r}), alreid.__file__; import pytest; "
              "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-x', *sys.argv[1:]]))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.setdefault("RAY_AUTH_MODE", "disabled")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no cached bytecode of a seeded file can outlive its restoration
     t0 = time.time()
     res = subprocess.run([sys.executable, "-c", check, *tests], cwd=copy, capture_output=True, text=True, env=env)
     failed = re.findall(r"^FAILED (\S+)", res.stdout, re.M)
@@ -116,9 +120,12 @@ def main(argv: list[str]) -> int:
     try:
         if (MAIN.parent / "shared").exists():
             (work / "shared").symlink_to(MAIN.parent / "shared")
+        copy = work / "repo"
+        copy.mkdir()
+        subprocess.run(f"git -C '{MAIN}' archive HEAD | tar -x -C '{copy}'", shell=True, check=True)
         caught = 0
         for bug in chosen:
-            ok, failed, secs = run(bug, work)
+            ok, failed, secs = run(bug, copy)
             caught += ok
             print(f"{'caught' if ok else 'MISSED'}  {bug[0]}: {failed[0] if failed else 'no test failed'} ({secs} s)",
                   flush=True)
